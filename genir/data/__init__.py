@@ -1,0 +1,17 @@
+"""Datasets, readers, filtering and splits (see each module's docstring)."""
+
+from genir.data.dataset import Dataset
+from genir.data.readers import (
+    load_dataset,
+    read_grouplens_1m,
+    read_grouplens_100k,
+    read_interactions_file,
+    read_recbole_atomic,
+    recbole_ml100k_dir,
+)
+from genir.data.split import Split, k_core, leave_one_out, make_split, temporal_split
+
+__all__ = [
+    "Dataset", "Split", "load_dataset", "read_grouplens_100k", "read_grouplens_1m", "read_interactions_file",
+    "read_recbole_atomic", "recbole_ml100k_dir", "k_core", "leave_one_out", "temporal_split", "make_split",
+]

@@ -1,0 +1,191 @@
+"""Filtering and train/valid/test splits.
+
+* :func:`k_core` keeps users and items with at least ``k`` interactions, repeated until stable.
+* :func:`leave_one_out` (the default and the protocol of every headline table): per user, by time, the last
+  interaction is test, the second last is valid, the rest train. Users with fewer than 3 interactions keep all
+  of them in train.
+* :func:`temporal_split`: one global cut-off time for everyone (two quantiles of the timestamps), which avoids
+  the leakage of leave-one-out described by Ji et al. (TOIS 2023): no training interaction happens after a test
+  interaction of another user.
+
+A :class:`Split` answers what every model and evaluator needs: the training interactions, the targets of a
+stage, the items a user has already seen before a stage (masked at ranking time) and the ordered histories.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from genir.data.dataset import Dataset
+from genir.errors import ConfigError, DatasetError
+
+STAGES = ("valid", "test")
+
+
+def k_core(dataset: Dataset, k: int = 5, user_k: int | None = None, item_k: int | None = None) -> Dataset:
+    """Keep users with >= user_k and items with >= item_k interactions (both default to k), iterated to a
+    fixed point. Raises DatasetError if nothing is left."""
+    user_k = k if user_k is None else user_k
+    item_k = k if item_k is None else item_k
+    inter = dataset.inter
+    keep = np.ones(len(inter), dtype=bool)
+    while True:
+        u = inter["user"].to_numpy()[keep]
+        i = inter["item"].to_numpy()[keep]
+        ucount = np.bincount(u, minlength=dataset.num_users)
+        icount = np.bincount(i, minlength=dataset.num_items)
+        new_keep = keep & (ucount[inter["user"].to_numpy()] >= user_k) & (icount[inter["item"].to_numpy()] >= item_k)
+        if new_keep.sum() == keep.sum():
+            break
+        keep = new_keep
+    if not keep.any():
+        raise DatasetError(
+            f"{dataset.source or dataset.name}: empty dataset after {user_k}/{item_k}-core filtering "
+            f"(had {dataset.num_interactions} interactions)"
+        )
+    return dataset.subset(keep)
+
+
+@dataclass
+class Split:
+    """Three disjoint sets of interactions over one dataset (positions into ``dataset.inter``)."""
+
+    dataset: Dataset
+    train_rows: np.ndarray
+    valid_rows: np.ndarray
+    test_rows: np.ndarray
+    protocol: str
+
+    # -- frames ------------------------------------------------------------------------------------------------
+    @property
+    def num_users(self) -> int:
+        return self.dataset.num_users
+
+    @property
+    def num_items(self) -> int:
+        return self.dataset.num_items
+
+    def frame(self, part: str) -> pd.DataFrame:
+        rows = {"train": self.train_rows, "valid": self.valid_rows, "test": self.test_rows}[part]
+        return self.dataset.inter.iloc[rows]
+
+    @property
+    def train(self) -> pd.DataFrame:
+        return self.frame("train")
+
+    def _check_stage(self, stage: str) -> None:
+        if stage not in STAGES:
+            raise ConfigError(f"stage must be one of {STAGES}, got {stage!r}")
+
+    def known_rows(self, stage: str) -> np.ndarray:
+        """Rows a model may use as input when predicting ``stage``: train for valid, train + valid for test."""
+        self._check_stage(stage)
+        if stage == "valid":
+            return self.train_rows
+        return np.sort(np.concatenate([self.train_rows, self.valid_rows]))
+
+    # -- matrices ----------------------------------------------------------------------------------------------
+    def _matrix(self, rows: np.ndarray) -> sp.csr_matrix:
+        inter = self.dataset.inter
+        u = inter["user"].to_numpy()[rows]
+        i = inter["item"].to_numpy()[rows]
+        m = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (u, i)), shape=(self.num_users, self.num_items))
+        m.sum_duplicates()
+        m.data[:] = 1.0
+        return m
+
+    def train_matrix(self) -> sp.csr_matrix:
+        """Binary user x item matrix of the training interactions."""
+        return self._matrix(self.train_rows)
+
+    def seen_matrix(self, stage: str) -> sp.csr_matrix:
+        """Items each user interacted with before ``stage``: masked out of the ranking (RecBole's convention)."""
+        return self._matrix(self.known_rows(stage))
+
+    def target_matrix(self, stage: str) -> sp.csr_matrix:
+        self._check_stage(stage)
+        return self._matrix(self.valid_rows if stage == "valid" else self.test_rows)
+
+    def eval_users(self, stage: str) -> np.ndarray:
+        """Users with at least one target in ``stage`` (only they are evaluated)."""
+        t = self.target_matrix(stage)
+        return np.flatnonzero(np.diff(t.indptr) > 0)
+
+    # -- sequences ---------------------------------------------------------------------------------------------
+    def histories(self, stage: str | None = None) -> list[np.ndarray]:
+        """Per user, the time-ordered item ids known before ``stage`` (``None``: the training rows)."""
+        rows = self.train_rows if stage is None else self.known_rows(stage)
+        inter = self.dataset.inter
+        u = inter["user"].to_numpy()[rows]
+        i = inter["item"].to_numpy()[rows]
+        order = np.argsort(u, kind="stable")  # rows are time-sorted, so a stable sort keeps time order per user
+        u, i = u[order], i[order]
+        bounds = np.searchsorted(u, np.arange(self.num_users + 1))
+        return [i[bounds[k]:bounds[k + 1]] for k in range(self.num_users)]
+
+    def describe(self) -> dict:
+        return {
+            "protocol": self.protocol,
+            "train": int(len(self.train_rows)),
+            "valid": int(len(self.valid_rows)),
+            "test": int(len(self.test_rows)),
+            "valid_users": int(len(self.eval_users("valid"))),
+            "test_users": int(len(self.eval_users("test"))),
+        }
+
+
+def leave_one_out(dataset: Dataset) -> Split:
+    """Per user by time: last -> test, second last -> valid, rest -> train (users with < 3 keep all in train)."""
+    u = dataset.inter["user"].to_numpy()
+    n = len(u)
+    order = np.argsort(u, kind="stable")  # per user, rows stay in time order
+    su = u[order]
+    counts = np.bincount(su, minlength=dataset.num_users)
+    end = np.cumsum(counts)  # exclusive end of each user's block in `order`
+    pos_from_end = end[su] - np.arange(n)  # 1 for the user's last interaction
+    eligible = counts[su] >= 3
+    test = order[eligible & (pos_from_end == 1)]
+    valid = order[eligible & (pos_from_end == 2)]
+    train = order[~eligible | (pos_from_end > 2)]
+    return Split(dataset, np.sort(train), np.sort(valid), np.sort(test), protocol="leave_one_out")
+
+
+def temporal_split(dataset: Dataset, valid_frac: float = 0.1, test_frac: float = 0.1) -> Split:
+    """One global cut-off: the last ``test_frac`` of interactions by time are test, the ``valid_frac`` before them
+    valid. Cuts fall at timestamps (quantiles), so every interaction at the same time is on the same side.
+    Only users who also have training interactions are evaluated on a stage; the others' targets stay, as
+    cold-start users, but contribute no rows to evaluation."""
+    if not (0 < valid_frac < 1 and 0 < test_frac < 1 and valid_frac + test_frac < 1):
+        raise ConfigError(f"temporal_split: valid_frac={valid_frac}, test_frac={test_frac} must be in (0,1), sum < 1")
+    ts = dataset.inter["timestamp"].to_numpy()
+    t_valid = np.quantile(ts, 1 - valid_frac - test_frac)
+    t_test = np.quantile(ts, 1 - test_frac)
+    rows = np.arange(len(ts))
+    train = rows[ts < t_valid]
+    valid = rows[(ts >= t_valid) & (ts < t_test)]
+    test = rows[ts >= t_test]
+    if len(train) == 0 or len(valid) == 0 or len(test) == 0:
+        raise DatasetError(f"{dataset.source or dataset.name}: temporal split left an empty part "
+                           f"(train {len(train)}, valid {len(valid)}, test {len(test)})")
+    # a user with no history before a stage cannot be ranked by history-based models: drop those target rows
+    u = dataset.inter["user"].to_numpy()
+    has_train = np.zeros(dataset.num_users, dtype=bool)
+    has_train[u[train]] = True
+    valid = valid[has_train[u[valid]]]
+    has_known = has_train.copy()
+    has_known[u[valid]] = True
+    test = test[has_known[u[test]]]
+    return Split(dataset, train, valid, test, protocol=f"temporal({valid_frac},{test_frac})")
+
+
+def make_split(dataset: Dataset, protocol: str = "loo", **kwargs) -> Split:
+    """``loo`` (leave-one-out, default) or ``temporal``."""
+    if protocol in ("loo", "leave_one_out"):
+        return leave_one_out(dataset)
+    if protocol == "temporal":
+        return temporal_split(dataset, **kwargs)
+    raise ConfigError(f"split protocol must be 'loo' or 'temporal', got {protocol!r}")

@@ -1,0 +1,21 @@
+"""One exception type per failure family. The CLI turns each into exit status 2 and one readable line."""
+
+
+class GenirError(Exception):
+    """Base class of the errors a user can cause (bad file, bad config); never raised for internal bugs."""
+
+
+class DatasetError(GenirError):
+    """A dataset file is missing, malformed, or empty after filtering. The message names the file."""
+
+
+class FeatureError(GenirError):
+    """A feature matrix has the wrong shape, non-finite values or cannot be built."""
+
+
+class ConfigError(GenirError):
+    """A configuration field is unknown or has a value of the wrong type or range."""
+
+
+class CheckpointError(GenirError):
+    """A run directory or checkpoint is missing or does not match what is asked of it."""

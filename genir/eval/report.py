@@ -1,0 +1,33 @@
+"""Aggregate per-seed results into mean +- std and render them as a markdown table."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def aggregate(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """``[{"ndcg@10": .., ...} per seed]`` -> ``{"ndcg@10": {"mean": .., "std": .., "n": ..}}`` (sample std, ddof=1)."""
+    keys = sorted({k for r in runs for k in r})
+    out = {}
+    for k in keys:
+        v = np.array([r[k] for r in runs if k in r], dtype=float)
+        out[k] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": int(len(v))}
+    return out
+
+
+def markdown_table(rows: dict[str, dict[str, dict[str, float]]], columns: list[str], digits: int = 4) -> str:
+    """``rows``: method name -> aggregate(...) output. One row per method, one column per metric."""
+    head = "| method | " + " | ".join(columns) + " |"
+    sep = "|---|" + "---|" * len(columns)
+    lines = [head, sep]
+    for name, agg in rows.items():
+        cells = []
+        for c in columns:
+            if c in agg:
+                m = agg[c]
+                cells.append(f"{m['mean']:.{digits}f} ± {m['std']:.{digits}f}" if m.get("n", 1) > 1
+                             else f"{m['mean']:.{digits}f}")
+            else:
+                cells.append("–")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

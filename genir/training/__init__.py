@@ -1,0 +1,5 @@
+"""The one trainer (accelerate) every method trains with."""
+
+from genir.training.trainer import Trainer, TrainerConfig, TrainResult
+
+__all__ = ["Trainer", "TrainerConfig", "TrainResult"]
