@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
+from accelerate.utils import set_seed
+
 from genir.data.split import Split
 from genir.errors import ConfigError
 from genir.methods.base import MethodConfig, Recommender
@@ -42,9 +44,14 @@ def split_overrides(name: str, overrides: dict) -> tuple[dict, dict]:
     return ({k: v for k, v in overrides.items() if k in fields}, {k: v for k, v in overrides.items() if k not in fields})
 
 
-def build_method(name: str, split: Split, config: dict | MethodConfig | None = None) -> Recommender:
-    """Instantiate a registered method for a split, with its config from a dict (validated) or dataclass."""
+def build_method(name: str, split: Split, config: dict | MethodConfig | None = None,
+                 seed: int | None = None) -> Recommender:
+    """Instantiate a registered method for a split, with its config from a dict (validated) or dataclass.
+
+    ``seed`` seeds every RNG before the weights are initialized, so a run is reproducible from its seed."""
     config_cls, model_cls = get_method(name)
+    if seed is not None:
+        set_seed(seed)
     if not isinstance(config, MethodConfig):
         config = config_cls.from_dict(config or {}, source=f"method {name}")
     return model_cls(config, split)

@@ -85,8 +85,8 @@ class Recommender(nn.Module):
         """Default: one example per training interaction, ``(user, item)``."""
         train = split.train
         return TensorDataset(
-            torch.as_tensor(train["user"].to_numpy(), dtype=torch.long),
-            torch.as_tensor(train["item"].to_numpy(), dtype=torch.long),
+            torch.tensor(train["user"].to_numpy(), dtype=torch.long),
+            torch.tensor(train["item"].to_numpy(), dtype=torch.long),
         )
 
     collate = None  # None: torch's default_collate

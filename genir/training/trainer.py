@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
@@ -69,6 +70,15 @@ class TrainerConfig:
         return cfg
 
 
+def _new_accelerator(c: TrainerConfig) -> Accelerator:
+    """An Accelerator for this config. accelerate keeps its settings in process-wide singletons; a recipe that
+    trains several models in one process (with different precision or accumulation) needs them cleared
+    first. The process group (PartialState) is kept, so this is safe under torchrun / accelerate launch."""
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+    return Accelerator(cpu=c.cpu, mixed_precision=c.mixed_precision, gradient_accumulation_steps=c.grad_accum)
+
+
 @dataclass
 class TrainResult:
     best_epoch: int
@@ -88,9 +98,7 @@ class Trainer:
         self.config = config or TrainerConfig()
         self.split = split
         c = self.config
-        self.accelerator = accelerator or Accelerator(
-            cpu=c.cpu, mixed_precision=c.mixed_precision, gradient_accumulation_steps=c.grad_accum
-        )
+        self.accelerator = accelerator or _new_accelerator(c)
         self.model = model
         self.metric = c.metric.lower()
         ks = sorted(set(DEFAULT_KS) | {parse_metric(self.metric)[1]})
@@ -168,9 +176,8 @@ class Trainer:
             return TrainResult(0, valid, [{"epoch": 0, **{f"valid_{k}": v for k, v in valid.items()}}],
                                0.0, total, total)
 
-        generator = torch.Generator().manual_seed(c.seed)
         loader = DataLoader(model.train_dataset(self.split), batch_size=c.batch_size, shuffle=True,
-                            collate_fn=model.collate, num_workers=c.num_workers, generator=generator)
+                            collate_fn=model.collate, num_workers=c.num_workers)
         optimizer = torch.optim.Adam(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         self.model, optimizer, loader = acc.prepare(model, optimizer, loader)
         unwrapped = acc.unwrap_model(self.model)
@@ -188,6 +195,9 @@ class Trainer:
         prior_elapsed = state.get("elapsed", 0.0)  # wall time spent before a resume
         stopped = False
         for epoch in range(state["epoch"], c.epochs):
+            # every epoch's randomness (shuffle, negatives, dropout) is a function of (seed, epoch), so a resumed
+            # run continues exactly as an uninterrupted one would
+            set_seed((c.seed * 100_003 + epoch) % 2**32)
             self.model.train()
             unwrapped.on_epoch_start(epoch)
             t0 = time.perf_counter()

@@ -1,0 +1,181 @@
+"""A *run*: one method trained on one dataset split, kept as a directory that `genir eval` and
+`genir recommend` reload.
+
+Run dir layout: ``run.json`` (what was trained: dataset, split, method and trainer configs, seed, versions),
+``best_model.safetensors``, ``log.jsonl`` (one line per epoch), ``results.json`` (valid and test metrics,
+timings) and ``checkpoint/`` (the last epoch, for ``resume=true``).
+
+Settings come from three places, highest precedence first: ``key=value`` overrides, a YAML file, the defaults
+(the method's ``trainer_defaults`` over :class:`TrainerConfig`'s). A key names either a method field, a
+trainer field or one of the run fields below; an unknown key is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors.torch import load_file
+
+import genir
+from genir.data import Split, k_core, load_dataset, make_split
+from genir.errors import CheckpointError, ConfigError
+from genir.eval import FullRankingEvaluator
+from genir.methods import Recommender, build_method, get_method
+from genir.training import Trainer, TrainerConfig, TrainResult
+
+RUN_FIELDS = ("model", "dataset", "items", "split", "kcore")
+
+
+@dataclass
+class RunSpec:
+    """What data a run uses and which method it trains; with the two configs it fully describes a run."""
+
+    model: str = "sasrec"
+    dataset: str = "ml-100k"
+    items: str = ""  # optional item side-information file for a generic interactions file
+    split: str = "loo"  # "loo" (leave-one-out) or "temporal"
+    kcore: int = 0  # 0 = no filtering
+
+
+def read_yaml(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of settings at the top level")
+    flat = {}
+    for k, v in data.items():  # sections `method:` and `trainer:` are accepted as well as flat keys
+        if k in ("method", "trainer") and isinstance(v, dict):
+            flat.update(v)
+        else:
+            flat[k] = v
+    return flat
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            raise ConfigError(f"override {p!r} must look like key=value")
+        k, v = p.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def resolve(settings: dict, model: str | None = None) -> tuple[RunSpec, dict, TrainerConfig]:
+    """Split flat settings into (run spec, method config dict, trainer config), validating every key."""
+    settings = dict(settings)
+    spec_values = {k: settings.pop(k) for k in RUN_FIELDS if k in settings}
+    if model:
+        spec_values["model"] = model
+    spec = RunSpec(**{k: (int(v) if k == "kcore" else str(v)) for k, v in spec_values.items()})
+    config_cls, model_cls = get_method(spec.model)
+    method_fields = set(config_cls.__dataclass_fields__)
+    trainer_fields = set(TrainerConfig.__dataclass_fields__)
+    unknown = sorted(set(settings) - method_fields - trainer_fields)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {unknown} for model {spec.model!r}; method fields: {sorted(method_fields)}; "
+            f"trainer fields: {sorted(trainer_fields)}; run fields: {list(RUN_FIELDS)}"
+        )
+    method = {k: v for k, v in settings.items() if k in method_fields}
+    config_cls.from_dict(method, source=f"method {spec.model}")  # validate now, before any data is read
+    trainer = TrainerConfig.from_dict({**model_cls.trainer_defaults,
+                                       **{k: v for k, v in settings.items() if k in trainer_fields}})
+    return spec, method, trainer
+
+
+def load_split(spec: RunSpec) -> Split:
+    ds = load_dataset(spec.dataset, items=spec.items or None)
+    if spec.kcore:
+        ds = k_core(ds, spec.kcore)
+    return make_split(ds, spec.split)
+
+
+def environment() -> dict:
+    return {
+        "genir": genir.__version__, "torch": torch.__version__, "python": platform.python_version(),
+        "platform": platform.platform(), "cpu_count": os.cpu_count(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def train_run(spec: RunSpec, method: dict, trainer: TrainerConfig, split: Split | None = None
+              ) -> tuple[Recommender, TrainResult, dict]:
+    """Train, select on validation, test; write the run dir if ``trainer.output_dir`` is set.
+
+    Returns (model with the best weights, training result, results dict)."""
+    split = split or load_split(spec)
+    model = build_method(spec.model, split, method, seed=trainer.seed)
+    out = Path(trainer.output_dir) if trainer.output_dir else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / "run.json", {
+            "spec": asdict(spec), "method": model.config.to_dict(), "trainer": asdict(trainer),
+            "split": split.describe(), "dataset": split.dataset.describe(), "environment": environment(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        })
+    t = Trainer(model, split, trainer)
+    result = t.fit()
+    test = t.test()
+    results = {
+        "model": spec.model, "seed": trainer.seed, "best_epoch": result.best_epoch, "valid": result.best_valid,
+        "test": test, "train_seconds": result.train_seconds, "total_seconds": result.total_seconds,
+        "time_to_best": result.time_to_best, "epochs_run": len(result.history),
+        "seconds_per_epoch": result.train_seconds / max(1, sum(1 for h in result.history if "train_s" in h)),
+        "device": str(t.device),
+    }
+    if out is not None and t.accelerator.is_main_process:
+        _write_json(out / "results.json", results)
+    return t.model, result, results
+
+
+def load_run(run_dir: str | Path) -> tuple[Recommender, Split, dict]:
+    """Rebuild a trained model and its split from a run dir (refuses a dir that is not a finished run)."""
+    d = Path(run_dir)
+    if not (d / "run.json").is_file():
+        raise CheckpointError(f"{d}: not a run directory (no run.json); train one with `genir train --out {d}`")
+    if not (d / "best_model.safetensors").is_file():
+        raise CheckpointError(f"{d}: run has no best_model.safetensors (training did not finish a validation)")
+    try:
+        info = json.loads((d / "run.json").read_text())
+        spec = RunSpec(**info["spec"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{d / 'run.json'}: unreadable run description ({exc})") from None
+    split = load_split(spec)
+    model = build_method(spec.model, split, info.get("method", {}))
+    try:
+        state = load_file(str(d / "best_model.safetensors"))
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise CheckpointError(f"{d / 'best_model.safetensors'}: cannot read weights ({exc})") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if k in dict(model.named_parameters())]:
+        raise CheckpointError(f"{d / 'best_model.safetensors'}: weights do not match model {spec.model!r} "
+                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.eval()
+    return model, split, info
+
+
+def evaluate_model(model: Recommender, split: Split, stage: str = "test", device: str | None = None) -> dict:
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device).eval()
+    model.prepare_eval()
+    ev = FullRankingEvaluator(split, stage)
+    return ev.evaluate(lambda b: model.full_scores(b.to(device)))

@@ -1,0 +1,1 @@
+"""Tests of genir.features (a package so that module names do not clash with other test folders)."""
