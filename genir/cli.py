@@ -55,6 +55,8 @@ def cmd_train(args) -> int:
         settings["seed"] = args.seed
     spec, method, trainer = resolve(settings, model=args.model)
     _, result, results = train_run(spec, method, trainer)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun / accelerate launch only rank 0 reports
+        return 0
     print(f"best epoch {result.best_epoch}; valid {trainer.metric} {result.best_valid.get(trainer.metric, 0):.4f}; "
           f"{results['train_seconds']:.1f}s training, {results['total_seconds']:.1f}s total on {results['device']}")
     _print_metrics({f"{spec.model} (test)": results["test"]})

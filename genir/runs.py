@@ -140,7 +140,7 @@ def train_run(spec: RunSpec, method: dict, trainer: TrainerConfig, split: Split 
         "test": test, "train_seconds": result.train_seconds, "total_seconds": result.total_seconds,
         "time_to_best": result.time_to_best, "epochs_run": len(result.history),
         "seconds_per_epoch": result.train_seconds / max(1, sum(1 for h in result.history if "train_s" in h)),
-        "device": str(t.device),
+        "device": str(t.device), "num_processes": t.accelerator.num_processes,
     }
     if out is not None and t.accelerator.is_main_process:
         _write_json(out / "results.json", results)

@@ -11,7 +11,7 @@ builds one by name: ``item_features("text", dataset)``, ``item_features("cf", sp
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -46,6 +46,6 @@ def item_features(name: str, split_or_dataset: Split | Dataset, **kw) -> np.ndar
 
 
 __all__ = [
-    "FEATURES", "item_features", "text_embeddings", "item_texts", "kg_embeddings", "kg_coverage", "cf_embeddings",
-    "load_feature_matrix", "check_dimension", "cached", "cache_key", "cache_root",
+    "FEATURES", "cache_key", "cache_root", "cached", "cf_embeddings", "check_dimension", "item_features",
+    "item_texts", "kg_coverage", "kg_embeddings", "load_feature_matrix", "text_embeddings",
 ]

@@ -5,8 +5,8 @@ metric, best epoch restored), so these are exactly the embeddings of the reporte
 Rows are returned as the model scores with them (dot product), not normalized: their norms carry popularity.
 LightGCN's are the propagated (layer-mean) embeddings.
 
-The global seed is set before the model is built as well as by the Trainer, so the initialization and hence the
-result are reproducible for a seed on a given device (CPU and GPU runs differ in float rounding and are cached
+The seed is given to ``build_method`` (weight initialization) and to the Trainer (shuffling, negatives), so the
+result is reproducible for a seed on a given device (CPU and GPU runs differ in float rounding and are cached
 under the same key). Only the training interactions of the split are used; pass the split you evaluate on, or
 the features leak the held-out interactions.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-from accelerate.utils import set_seed
 
 from genir.data.split import Split
 from genir.errors import ConfigError, FeatureError
@@ -51,6 +50,11 @@ def cf_embeddings(
                            f"{type(split).__name__}, pass e.g. leave_one_out(dataset)")
     try:
         config_cls, model_cls = get_method(method)
+    except ConfigError as exc:
+        raise FeatureError(f"cf features: {exc}") from None
+    if not callable(getattr(model_cls, "item_embeddings", None)):
+        raise FeatureError(f"cf features: method {method!r} has no item embeddings; use 'bpr' or 'lightgcn'")
+    try:
         method_cfg = config_cls.from_dict({"embedding_size": dim, **(method_overrides or {})},
                                           source=f"cf features: method {method}")
         trainer_cfg = TrainerConfig.from_dict(
@@ -60,8 +64,6 @@ def cf_embeddings(
         )
     except ConfigError as exc:
         raise FeatureError(str(exc)) from None
-    if not callable(getattr(model_cls, "item_embeddings", None)):
-        raise FeatureError(f"cf features: method {method!r} has no item embeddings; use 'bpr' or 'lightgcn'")
 
     trainer_key = {k: v for k, v in vars(trainer_cfg).items() if k not in _NO_EFFECT}
     params = {"method": method, "method_config": method_cfg.to_dict(), "trainer": trainer_key,
@@ -71,8 +73,7 @@ def cf_embeddings(
         from genir.methods import build_method
         from genir.training import Trainer
 
-        set_seed(trainer_cfg.seed)  # the Trainer seeds only after the model's initialization
-        model = build_method(method, split, method_cfg)
+        model = build_method(method, split, method_cfg, seed=trainer_cfg.seed)  # seeds the initialization too
         Trainer(model, split, trainer_cfg).fit()
         emb = model.item_embeddings().detach().float().cpu().numpy()  # (num_items, dim)
         return np.ascontiguousarray(emb, dtype=np.float32)

@@ -18,8 +18,8 @@ row), and a width different from the expected one (:func:`check_dimension`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -80,7 +80,7 @@ def _read_npy(path: Path, where: str) -> np.ndarray:
 def _read_parquet(path: Path, where: str, num_items: int, item_ids: Sequence | None) -> np.ndarray:
     try:
         df = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for a damaged file
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid / ArrowIOError derive from these
         raise FeatureError(f"{where}: cannot read parquet: {exc}") from None
     df.columns = [str(c) for c in df.columns]
     ids = None

