@@ -14,13 +14,17 @@ Each library trains with its own defaults for the model (learning rate, batch si
   *11* validations without a strict improvement; a tie counts as an improvement), ``metric_decimal_place=6``.
   SASRec uses ``loss_type='CE'``, ``MAX_ITEM_LIST_LENGTH=50`` and one training example per prefix of every
   sequence.
-* genir: ``trainer_defaults`` of the method (BPR: batch 2048; SASRec: batch 128 of 51-item windows, so one
-  epoch covers every training interaction once), early stopping after 10 validations without improvement.
+* genir: ``trainer_defaults`` of the method (its own learning rate and weight decay; BPR: batch 2048; SASRec:
+  batch 128 of 51-item windows, so one epoch covers every training interaction once), early stopping after 10
+  validations without improvement. Both settings are written to the JSON.
 
-RecBole's SASRec needs about 170-250 s per epoch on 2 CPU cores (and dozens of epochs to stop early), so its
-epochs are capped by default (``--recbole-epochs sasrec=5``). A capped RecBole run has not converged: its best
-epoch and time-to-best are lower bounds and its test metrics are not those of a trained model; the JSON says so
-(``recbole.capped``) and adds how long genir needed to reach RecBole's best validation NDCG@10.
+RecBole's SASRec needs about 170-250 s per epoch on 2 idle CPU cores (400-500 s when other processes compete for
+them) and dozens of epochs to stop early, so its epochs are capped by default (``--recbole-epochs sasrec=5``).
+A capped RecBole run has not converged: its best epoch and time-to-best are lower bounds and its test metrics are
+not those of a trained model; the JSON says so (``recbole.capped``, ``comparison.note``) and adds how long genir
+needed to reach RecBole's best validation NDCG@10.
+
+The two libraries' held-out pairs differ for a handful of users: see ``HOLDOUT_DIFFERENCE_NOTE``.
 
 Results go to ``benchmarks/results/vs_recbole-<YYYYmmdd-HHMM>.json`` (rewritten after each model, so a run that
 dies keeps what finished) and, for a complete non-quick run, to ``benchmarks/results/vs_recbole.json``.
@@ -45,6 +49,10 @@ import time
 import warnings
 from datetime import datetime
 from pathlib import Path
+
+# On a 2-core machine shared with other processes, OpenMP threads that spin while waiting make training with
+# many small ops (BPR) 10-100x slower; passive waiting costs little otherwise. Set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
@@ -361,8 +369,14 @@ def machine_info() -> dict:
         "pandas": pandas.__version__,
         "recbole": version("recbole"),
         "genir": version("genir"),
-        "load_average_1_5_15min": [round(x, 2) for x in os.getloadavg()],
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "load_average_1_5_15min": load_average(),
     }
+
+
+def load_average() -> list[float]:
+    """1, 5 and 15 minute load averages: other processes on the machine skew every timing."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
@@ -407,10 +421,14 @@ def main(argv: list[str] | None = None) -> None:
                              f"(default: {DEFAULT_RECBOLE_EPOCH_CAPS}; RecBole's SASRec takes ~170-250 s/epoch "
                              "on 2 CPU cores)")
     parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch intra-op threads for both libraries (default 0: torch's default, one per core)")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_EPOCHS} epochs per library and model "
                         "(smoke test; results go to a -quick file and never to vs_recbole.json)")
     args = parser.parse_args(argv)
 
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     models = [m.strip().lower() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(models) - set(MODELS))
     if unknown:
@@ -440,10 +458,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"writing {out_path}", flush=True)
     for model in models:
         print(f"\n-- {model}: genir", flush=True)
+        load_before = load_average()
         genir, genir_pairs = run_genir(model, args.seed, genir_epochs)
+        genir["load_average_before_after"] = [load_before, load_average()]
         cap = recbole_caps.get(model)
         print(f"-- {model}: RecBole ({f'at most {cap} epochs' if cap else 'until early stopping'})", flush=True)
+        load_before = load_average()
         recbole, recbole_pairs = run_recbole(model, args.seed, cap)
+        recbole["load_average_before_after"] = [load_before, load_average()]
         comparison = compare(genir, recbole)
         report["models"][model] = {"genir": genir, "recbole": recbole, "comparison": comparison,
                                    "same_holdout": protocol_check(recbole_pairs, genir_pairs)}
@@ -452,7 +474,7 @@ def main(argv: list[str] | None = None) -> None:
         print("same held-out pairs: " + ", ".join(
             f"{stage} {holdout[stage]['common']}/{holdout[stage]['recbole']}" for stage in ("valid", "test")), flush=True)
         report["finished"] = datetime.now().isoformat(timespec="seconds")
-        report["load_average_at_finish"] = [round(x, 2) for x in os.getloadavg()]
+        report["load_average_at_finish"] = load_average()
         write_json_atomic(out_path, report)
 
     if not args.quick and set(models) == set(MODELS):

@@ -30,7 +30,7 @@ from genir.data.split import Split
 from genir.errors import CheckpointError, ConfigError
 from genir.eval.evaluator import FullRankingEvaluator, MetricSums
 from genir.eval.metrics import DEFAULT_KS, DEFAULT_METRICS, parse_metric
-from genir.methods.base import Recommender, coerce
+from genir.methods.base import BatchedTensorDataset, Recommender, coerce, passthrough_collate
 
 
 @dataclass
@@ -176,8 +176,10 @@ class Trainer:
             return TrainResult(0, valid, [{"epoch": 0, **{f"valid_{k}": v for k, v in valid.items()}}],
                                0.0, total, total)
 
-        loader = DataLoader(model.train_dataset(self.split), batch_size=c.batch_size, shuffle=True,
-                            collate_fn=model.collate, num_workers=c.num_workers)
+        dataset = model.train_dataset(self.split)
+        collate = model.collate or (passthrough_collate if isinstance(dataset, BatchedTensorDataset) else None)
+        loader = DataLoader(dataset, batch_size=c.batch_size, shuffle=True, collate_fn=collate,
+                            num_workers=c.num_workers)
         optimizer = torch.optim.Adam(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         self.model, optimizer, loader = acc.prepare(model, optimizer, loader)
         unwrapped = acc.unwrap_model(self.model)
