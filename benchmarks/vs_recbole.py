@@ -60,6 +60,7 @@ sys.path.insert(0, str(BENCH_DIR))
 import recbole_compat  # installs the shims RecBole needs, before anything imports it
 import torch
 
+import genir
 from genir.data import leave_one_out, load_dataset
 from genir.methods import build_method
 from genir.training import Trainer, TrainerConfig
@@ -368,7 +369,7 @@ def machine_info() -> dict:
         "scipy": scipy.__version__,
         "pandas": pandas.__version__,
         "recbole": version("recbole"),
-        "genir": version("genir"),
+        "genir": genir.__version__,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "load_average_1_5_15min": load_average(),
     }
