@@ -153,10 +153,12 @@ class Trainer:
         self.accelerator.save_state(str(tmp))
         if self.accelerator.is_main_process:
             (tmp / "trainer_state.json").write_text(json.dumps(state))
-            final = self.out / "checkpoint"
-            if final.exists():
-                shutil.rmtree(final)
+            final, old = self.out / "checkpoint", self.out / "checkpoint.old"
+            if final.exists():  # swap by renames, so a crash at any point leaves one complete checkpoint
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(final, old)
             os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
         self.accelerator.wait_for_everyone()
 
     # ------------------------------------------------------------------------------------------------------------
@@ -167,6 +169,8 @@ class Trainer:
         t_start = time.perf_counter()
         if self.out is not None and acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
+            if not c.resume:  # a fresh run in a used directory starts a fresh log
+                (self.out / "log.jsonl").unlink(missing_ok=True)
         model = self.model
         if not model.trainable:  # non-parametric (MostPopular): nothing to optimize, validate once
             model.to(acc.device)
@@ -187,6 +191,8 @@ class Trainer:
         state = {"epoch": 0, "best": -math.inf, "best_epoch": -1, "bad": 0, "history": [], "train_seconds": 0.0,
                  "time_to_best": 0.0, "best_valid": {}}
         ckpt = self.out / "checkpoint" if self.out is not None else None
+        if ckpt is not None and not ckpt.exists() and (self.out / "checkpoint.old").exists():
+            ckpt = self.out / "checkpoint.old"  # a crash between the two renames of _save_checkpoint
         if c.resume:
             if ckpt is None or not (ckpt / "trainer_state.json").is_file():
                 raise CheckpointError(f"resume: no checkpoint in {ckpt or '(no output_dir set)'}")
