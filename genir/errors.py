@@ -19,3 +19,8 @@ class ConfigError(GenirError):
 
 class CheckpointError(GenirError):
     """A run directory or checkpoint is missing or does not match what is asked of it."""
+
+
+class SemanticIdError(GenirError):
+    """Identifier codes or files are invalid: duplicate IDs where uniqueness is required, codes outside their
+    level's range, a malformed or mismatching ``ids.npy`` / ``table.json`` / saved scheme. Names the file."""

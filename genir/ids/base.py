@@ -22,18 +22,13 @@ import safetensors
 import safetensors.numpy
 import torch
 
-from genir.errors import FeatureError, GenirError
+from genir.errors import FeatureError, SemanticIdError
 from genir.ids._io import atomic_write, write_json
 from genir.ids.config import SchemeConfig
 
 FORMAT_VERSION = 1
 SCHEME_FILE = "scheme.json"
 STATE_FILE = "state.safetensors"
-
-
-class SemanticIdError(GenirError):
-    """Identifier codes or files are invalid: duplicate IDs where uniqueness is required, codes outside their
-    level's range, a malformed or mismatching ``ids.npy`` / ``table.json`` / saved scheme. Names the file."""
 
 
 class IdScheme(ABC):
