@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pandas as pd
 import torch
 
 from genir.data import Split, leave_one_out, load_dataset
@@ -43,7 +44,7 @@ def show_recommendations(model: Recommender, split: Split, users: list[int], k: 
 
 def _year(ds, i) -> str:
     y = ds.items["year"].iat[i] if "year" in ds.items.columns else None
-    return "?" if y is None or y is np.nan or str(y) in ("<NA>", "nan") else str(y)
+    return "?" if y is None or pd.isna(y) else str(y)
 
 
 def run_demo(quick: bool = False, seed: int = 2020) -> dict:

@@ -24,3 +24,8 @@ class CheckpointError(GenirError):
 class SemanticIdError(GenirError):
     """Identifier codes or files are invalid: duplicate IDs where uniqueness is required, codes outside their
     level's range, a malformed or mismatching ``ids.npy`` / ``table.json`` / saved scheme. Names the file."""
+
+
+class IndexFormatError(GenirError):
+    """A semantic-ID catalogue, prefix index or index dir is malformed: wrong shape, a code outside its level's
+    codebook, duplicate IDs, a missing, edited or inconsistent file. Names the file or field and what was expected."""

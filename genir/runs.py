@@ -163,7 +163,7 @@ def load_run(run_dir: str | Path) -> tuple[Recommender, Split, dict]:
     model = build_method(spec.model, split, info.get("method", {}))
     try:
         state = load_file(str(d / "best_model.safetensors"))
-    except Exception as exc:  # safetensors raises its own error types for damaged files
+    except Exception as exc:  # noqa: BLE001  safetensors raises its own error types for damaged files
         raise CheckpointError(f"{d / 'best_model.safetensors'}: cannot read weights ({exc})") from None
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or [k for k in missing if k in dict(model.named_parameters())]:

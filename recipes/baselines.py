@@ -20,13 +20,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from genir.data import load_dataset, make_split  # noqa: E402
-from genir.eval import aggregate, markdown_table  # noqa: E402
-from genir.methods import get_method  # noqa: E402
-from genir.runs import RunSpec, environment, train_run  # noqa: E402
-from genir.training import TrainerConfig  # noqa: E402
+from genir.data import load_dataset, make_split
+from genir.eval import aggregate, markdown_table
+from genir.methods import get_method
+from genir.runs import RunSpec, environment, train_run
+from genir.training import TrainerConfig
 
 METHODS = ("pop", "bpr", "lightgcn", "sasrec")
 COLUMNS = [f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20)] + ["mrr@10"]

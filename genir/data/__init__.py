@@ -12,6 +12,16 @@ from genir.data.readers import (
 from genir.data.split import Split, k_core, leave_one_out, make_split, temporal_split
 
 __all__ = [
-    "Dataset", "Split", "load_dataset", "read_grouplens_100k", "read_grouplens_1m", "read_interactions_file",
-    "read_recbole_atomic", "recbole_ml100k_dir", "k_core", "leave_one_out", "temporal_split", "make_split",
+    "Dataset",
+    "Split",
+    "k_core",
+    "leave_one_out",
+    "load_dataset",
+    "make_split",
+    "read_grouplens_1m",
+    "read_grouplens_100k",
+    "read_interactions_file",
+    "read_recbole_atomic",
+    "recbole_ml100k_dir",
+    "temporal_split",
 ]

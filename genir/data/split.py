@@ -130,11 +130,11 @@ class Split:
     def describe(self) -> dict:
         return {
             "protocol": self.protocol,
-            "train": int(len(self.train_rows)),
-            "valid": int(len(self.valid_rows)),
-            "test": int(len(self.test_rows)),
-            "valid_users": int(len(self.eval_users("valid"))),
-            "test_users": int(len(self.eval_users("test"))),
+            "train": len(self.train_rows),
+            "valid": len(self.valid_rows),
+            "test": len(self.test_rows),
+            "valid_users": len(self.eval_users("valid")),
+            "test_users": len(self.eval_users("test")),
         }
 
 

@@ -5,6 +5,15 @@ from genir.eval.metrics import DEFAULT_KS, DEFAULT_METRICS, METRICS, parse_metri
 from genir.eval.report import aggregate, markdown_table
 
 __all__ = [
-    "EvalBatch", "FullRankingEvaluator", "MetricSums", "pad_histories", "DEFAULT_KS", "DEFAULT_METRICS", "METRICS",
-    "parse_metric", "topk_metrics", "aggregate", "markdown_table",
+    "DEFAULT_KS",
+    "DEFAULT_METRICS",
+    "METRICS",
+    "EvalBatch",
+    "FullRankingEvaluator",
+    "MetricSums",
+    "aggregate",
+    "markdown_table",
+    "pad_histories",
+    "parse_metric",
+    "topk_metrics",
 ]

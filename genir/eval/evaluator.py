@@ -9,8 +9,8 @@ count as misses.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ class EvalBatch:
     history_len: torch.Tensor  # (B,)
     pad_id: int
 
-    def to(self, device) -> "EvalBatch":
+    def to(self, device) -> EvalBatch:
         return EvalBatch(self.users.to(device), self.history.to(device), self.history_len.to(device), self.pad_id)
 
 
@@ -55,7 +55,7 @@ class MetricSums:
     sums: dict[str, float]
     count: int
 
-    def __add__(self, other: "MetricSums") -> "MetricSums":
+    def __add__(self, other: MetricSums) -> MetricSums:
         return MetricSums({k: self.sums[k] + other.sums[k] for k in self.sums}, self.count + other.count)
 
     def means(self) -> dict[str, float]:

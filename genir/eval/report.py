@@ -11,7 +11,7 @@ def aggregate(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     out = {}
     for k in keys:
         v = np.array([r[k] for r in runs if k in r], dtype=float)
-        out[k] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": int(len(v))}
+        out[k] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
     return out
 
 

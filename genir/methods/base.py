@@ -8,6 +8,7 @@ data-parallel wrappers (DDP through accelerate) see every training step.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -38,7 +39,7 @@ class MethodConfig:
     """Base of every method's hyper-parameter dataclass."""
 
     @classmethod
-    def from_dict(cls, values: dict, source: str = "config") -> "MethodConfig":
+    def from_dict(cls, values: dict, source: str = "config") -> MethodConfig:
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
@@ -85,7 +86,7 @@ class Recommender(nn.Module):
     """
 
     config_class: type[MethodConfig] = MethodConfig
-    trainer_defaults: dict = {}
+    trainer_defaults: ClassVar[dict] = {}
 
     def __init__(self, config: MethodConfig, split: Split):
         super().__init__()

@@ -2,4 +2,4 @@
 
 from genir.training.trainer import Trainer, TrainerConfig, TrainResult
 
-__all__ = ["Trainer", "TrainerConfig", "TrainResult"]
+__all__ = ["TrainResult", "Trainer", "TrainerConfig"]

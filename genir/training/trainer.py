@@ -54,7 +54,7 @@ class TrainerConfig:
     progress: bool = True
 
     @classmethod
-    def from_dict(cls, values: dict, source: str = "trainer") -> "TrainerConfig":
+    def from_dict(cls, values: dict, source: str = "trainer") -> TrainerConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -63,7 +63,7 @@ def test_bad_dataset_exits_2_naming_file(tmp_path, capsys, content, needle):
     p = tmp_path / "data.csv"
     if content is not None:
         p.write_text(content)
-    code, out, err = run_cli(capsys, "data", "info", "--dataset", p, "--kcore", "5")
+    code, _out, err = run_cli(capsys, "data", "info", "--dataset", p, "--kcore", "5")
     assert code == 2
     assert "data.csv" in err and needle in err
     assert len(err.strip().splitlines()) == 1

@@ -7,8 +7,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "recipes"))
 
-import baselines  # noqa: E402
-import tune_baselines  # noqa: E402
+import baselines
+import tune_baselines
 
 
 def test_baselines_quick_writes_table_json_and_plot(tmp_path):
@@ -17,7 +17,7 @@ def test_baselines_quick_writes_table_json_and_plot(tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert set(res["test"]) == {"pop", "bpr", "lightgcn", "sasrec"}
     assert res["seeds"] == [1, 2] and res["split"]["test_users"] == 943
-    for name, agg in res["test"].items():
+    for agg in res["test"].values():
         assert agg["ndcg@10"]["n"] == 2 and 0.0 <= agg["ndcg@10"]["mean"] <= 1.0
     # SASRec's training loss falls and, even after 2 epochs, it ranks better than chance
     for run in res["runs"]["sasrec"]:

@@ -5,6 +5,7 @@ uniform sampler does). L2 regularization is the optimizer's weight decay."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -59,7 +60,7 @@ def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor
 class BPR(Recommender):
     config_class = BPRConfig
     # lr and weight decay tuned on ml-100k validation (recipes/tune_baselines.py)
-    trainer_defaults = {"lr": 1e-2, "batch_size": 2048, "weight_decay": 1e-5, "epochs": 300, "patience": 10}
+    trainer_defaults: ClassVar[dict] = {"lr": 1e-2, "batch_size": 2048, "weight_decay": 1e-5, "epochs": 300, "patience": 10}
 
     def __init__(self, config: BPRConfig, split: Split):
         super().__init__(config, split)

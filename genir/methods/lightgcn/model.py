@@ -5,6 +5,7 @@ embedding = mean of layers 0..L; BPR loss plus reg_weight * ||ego embeddings of 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -44,7 +45,7 @@ def normalized_adjacency(split: Split) -> torch.Tensor:
 class LightGCN(Recommender):
     config_class = LightGCNConfig
     # lr tuned on ml-100k validation (recipes/tune_baselines.py)
-    trainer_defaults = {"lr": 1e-2, "batch_size": 2048, "epochs": 300, "patience": 10}
+    trainer_defaults: ClassVar[dict] = {"lr": 1e-2, "batch_size": 2048, "epochs": 300, "patience": 10}
 
     def __init__(self, config: LightGCNConfig, split: Split):
         super().__init__(config, split)

@@ -11,6 +11,7 @@ does not build one example per prefix, which makes an epoch about ``avg_len`` ti
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -67,7 +68,7 @@ class SequenceWindows(TorchDataset):
 class SASRec(Recommender):
     config_class = SASRecConfig
     # lr tuned on ml-100k validation (recipes/tune_baselines.py)
-    trainer_defaults = {"lr": 2e-3, "batch_size": 128, "epochs": 200, "patience": 10}
+    trainer_defaults: ClassVar[dict] = {"lr": 2e-3, "batch_size": 128, "epochs": 200, "patience": 10}
 
     def __init__(self, config: SASRecConfig, split: Split):
         super().__init__(config, split)
@@ -98,7 +99,7 @@ class SASRec(Recommender):
 
     def encode(self, seq: torch.Tensor) -> torch.Tensor:
         """(B, T) right-aligned item ids, left-padded -> (B, T, D) hidden states (T <= max_seq_length)."""
-        B, T = seq.shape
+        _B, T = seq.shape
         pos = torch.arange(T, device=seq.device)
         h = self.item_emb(seq) + self.pos_emb(pos)
         h = self.dropout(self.norm(h))

@@ -1,0 +1,254 @@
+"""Beam search for fixed-length semantic IDs, generic over the model, constrained by a :class:`PrefixIndex`.
+
+The model is seen only through two callables, so one decoder serves any network that returns next-token logits
+and keeps some cache (an HF ``past_key_values``, an RNN state, nothing at all):
+
+* ``step_fn(tokens, cache) -> (logits, new_cache)``: ``tokens`` (R, l) are the token ids of the ``l`` codes
+  generated so far for each of the R rows (``l = 0`` at the first step; the model adds its own start token or
+  prompt), ``logits`` (R, V) score the next token over the model's full vocabulary (log-probabilities work as
+  well: log-softmax leaves them unchanged).
+* ``reorder_cache(cache, rows) -> cache``: keep row ``rows[i]`` of the previous call as row ``i``. The number of
+  rows may change (B at the first step, B x beams afterwards). It may modify ``cache`` in place, like HF's
+  ``Cache.reorder_cache``. If not given, ``step_fn.reorder_cache`` is used (the adapters in
+  :mod:`genir.decoding.hf_adapters` have one).
+
+At level ``l`` the scores are the log-softmax over the FULL vocabulary (so a hypothesis' score is its true
+sequence log-probability under the model), of which only the ``K_l`` columns of level ``l``'s tokens are read;
+the prefix index turns invalid codes into ``-inf`` with gathers on the model's device, and the next beams are the
+top ``beam_width`` of beams x candidates. At a CSR level the candidates of a beam are its ``max_branch`` children
+rather than all ``K_l`` codes (STATIC's idea), so the top-k runs over fewer entries than the unconstrained search.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from genir.decoding.prefix_index import PrefixIndex
+from genir.decoding.tokens import CodeTokenLayout
+
+StepFn = Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]]
+ReorderFn = Callable[[Any, torch.Tensor], Any]
+
+
+@dataclass
+class BeamSearchResult:
+    """Top-k IDs of every query, best first.
+
+    Attributes:
+        items: (B, k) catalogue row of each ID; ``-1`` for padding and, without constraints, for an ID that is
+            not in the catalogue.
+        codes: (B, k, L) code tuples; ``-1`` for padding.
+        scores: (B, k) sequence log-probabilities (sum over the L tokens); ``-inf`` for padding.
+        valid: (B, k) bool, False for padding: fewer than k live hypotheses (dead beams are never returned).
+    """
+
+    items: torch.Tensor
+    codes: torch.Tensor
+    scores: torch.Tensor
+    valid: torch.Tensor
+
+    def to_lists(self) -> list[list[tuple[int, tuple[int, ...], float]]]:
+        """Per query, the live ``(item, codes, score)`` triples, best first, padding dropped."""
+        items, codes, scores, valid = (t.cpu() for t in (self.items, self.codes, self.scores, self.valid))
+        out = []
+        for q in range(items.shape[0]):
+            keep = valid[q].nonzero().flatten().tolist()
+            out.append([(int(items[q, j]), tuple(codes[q, j].tolist()), float(scores[q, j])) for j in keep])
+        return out
+
+
+def _reorder_of(step_fn: StepFn, reorder_cache: ReorderFn | None) -> ReorderFn:
+    if reorder_cache is not None:
+        return reorder_cache
+    hook = getattr(step_fn, "reorder_cache", None)
+    if hook is None:
+        raise TypeError("pass reorder_cache=..., or give step_fn a reorder_cache(cache, rows) method")
+    return hook
+
+
+def _step_log_probs(step_fn: StepFn, tokens, cache, rows: int, vocab_end: int, dtype: torch.dtype, device):
+    logits, cache = step_fn(tokens, cache)
+    if logits.ndim != 2 or logits.shape[0] != rows or logits.shape[1] < vocab_end:
+        raise ValueError(
+            f"step_fn returned logits of shape {tuple(logits.shape)}, expected ({rows}, V) with V >= {vocab_end} "
+            "(the last code token of the layout)"
+        )
+    return torch.log_softmax(logits.to(device=device, dtype=dtype), dim=-1), cache
+
+
+@torch.no_grad()
+def constrained_beam_search(
+    step_fn: StepFn,
+    init_state: Any,
+    batch_size: int,
+    index: PrefixIndex | None,
+    beam_width: int,
+    k: int | None = None,
+    device: torch.device | str | None = None,
+    *,
+    reorder_cache: ReorderFn | None = None,
+    layout: CodeTokenLayout | None = None,
+    constrained: bool = True,
+    score_dtype: torch.dtype = torch.float32,
+) -> BeamSearchResult:
+    """Top-``k`` semantic IDs per query by beam search over the L levels.
+
+    Args:
+        step_fn, reorder_cache: the model, see the module docstring. ``init_state`` is the cache of the first
+            call, with ``batch_size`` rows (one per query).
+        index: the valid IDs. Needed when ``constrained``; without constraints it only maps the found code
+            tuples to catalogue rows (may be None, then ``layout`` is required and items are -1).
+        beam_width: beams kept per query after every level (at most the number of distinct prefixes there).
+        k: IDs returned per query, ``k <= beam_width`` (default: ``beam_width``). With ``beam_width`` >= the
+            number of IDs in the index the search keeps every prefix and the ranking is exact.
+        device: where the search runs (default: the index's device, or the logits' when ``index`` is None).
+        layout: token ids of the codes (default: offsets from ``index.level_sizes``, base 0).
+        constrained: False runs the same search without the mask (for measuring its cost and invalid IDs).
+        score_dtype: dtype of log-softmax and accumulated scores (float32 matches HF ``generate``).
+
+    Returns:
+        :class:`BeamSearchResult` with (B, k) tensors, best first; dead beams (``-inf``) come back as padding.
+    """
+    if layout is None:
+        if index is None:
+            raise ValueError("pass a layout when index is None")
+        layout = CodeTokenLayout(index.level_sizes)
+    if index is not None and tuple(index.level_sizes) != layout.level_sizes:
+        raise ValueError(f"layout level sizes {layout.level_sizes} != index level sizes {index.level_sizes}")
+    if constrained and index is None:
+        raise ValueError("constrained search needs an index")
+    k = beam_width if k is None else int(k)
+    if not 1 <= k <= beam_width:
+        raise ValueError(f"need 1 <= k <= beam_width, got k={k}, beam_width={beam_width}")
+    reorder = _reorder_of(step_fn, reorder_cache)
+    if device is None and index is not None:
+        device = index.device
+    device = torch.device(device) if device is not None else None
+    if index is not None and device is not None:
+        index = index.to(device)
+
+    num_levels, b = layout.num_levels, int(batch_size)
+    inf = float("inf")
+    cache = init_state
+    width = 1  # beams per query in the current rows
+    history = None  # (B*width, l) codes of the live hypotheses
+    scores = None  # (B*width,)
+    states = None  # (B*width,) depth-l index states
+    for level in range(num_levels):
+        rows = b * width
+        tokens = (
+            layout.to_tokens(history)
+            if history is not None
+            else torch.empty(rows, 0, dtype=torch.long, device=device)
+        )
+        log_probs, cache = _step_log_probs(
+            step_fn, tokens, cache, rows, layout.vocab_end, score_dtype, device
+        )
+        if device is None:
+            device = log_probs.device
+        if history is None:
+            history = torch.empty(rows, 0, dtype=torch.long, device=device)
+            scores = torch.zeros(rows, dtype=score_dtype, device=device)
+            states = torch.zeros(rows, dtype=torch.long, device=device)
+        start, stop = layout.token_range(level)
+        columns = log_probs[:, start:stop]  # (R, K_l): only this level's tokens are read
+        dense = not constrained or index.is_dense(level)
+        if not constrained:
+            candidates = columns
+        elif dense:
+            candidates = torch.where(index.allowed(states, level), columns, -inf)
+        else:
+            child_codes, child_valid = index.children(states, level)  # (R, C)
+            candidates = columns.gather(1, child_codes).masked_fill_(~child_valid, -inf)
+        num_cand = candidates.shape[1]
+        total = (scores[:, None] + candidates).view(b, width * num_cand)
+        cap = index.num_states[level + 1] if constrained else int(np.prod(layout.level_sizes[: level + 1]))
+        new_width = min(beam_width, cap, width * num_cand)
+        top_scores, top = total.topk(new_width, dim=1)  # sorted, best first
+        source = (
+            top // num_cand + torch.arange(b, device=device)[:, None] * width
+        ).flatten()  # (B*new_width,)
+        slot = (top % num_cand).flatten()
+        code = slot if dense else child_codes.take(source * num_cand + slot)
+        if constrained:
+            parent = states.index_select(0, source)
+            states = index.advance(parent, code, level) if dense else index.child_state(parent, slot, level)
+        history = torch.cat([history.index_select(0, source), code[:, None]], dim=1)
+        scores = top_scores.flatten()
+        if level + 1 < num_levels:
+            cache = reorder(cache, source)
+        width = new_width
+
+    if constrained:
+        items = index.item_of(states)
+    elif index is not None:
+        items = index.lookup(history)
+    else:
+        items = torch.full_like(scores, -1, dtype=torch.long)
+    items, codes, scores = items.view(b, width), history.view(b, width, num_levels), scores.view(b, width)
+    valid = torch.isfinite(scores)
+    if constrained:
+        valid &= items >= 0
+    items = items.masked_fill(~valid, -1)
+    codes = codes.masked_fill(~valid[:, :, None], -1)
+    scores = scores.masked_fill(~valid, -inf)
+    if width >= k:
+        return BeamSearchResult(items[:, :k], codes[:, :k], scores[:, :k], valid[:, :k])
+    pad = k - width
+    return BeamSearchResult(
+        torch.cat([items, items.new_full((b, pad), -1)], 1),
+        torch.cat([codes, codes.new_full((b, pad, num_levels), -1)], 1),
+        torch.cat([scores, scores.new_full((b, pad), -inf)], 1),
+        torch.cat([valid, valid.new_zeros((b, pad))], 1),
+    )
+
+
+@torch.no_grad()
+def exact_scores(
+    step_fn: StepFn,
+    init_state: Any,
+    batch_size: int,
+    codes,
+    layout: CodeTokenLayout | Sequence[int],
+    *,
+    reorder_cache: ReorderFn | None = None,
+    max_rows: int = 4096,
+    score_dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Sequence log-probability of EVERY catalogue ID for every query, by teacher forcing: (B, N).
+
+    The exact ranking that beam search approximates; meant for small catalogues and for checking the decoder.
+    Items are scored in chunks of ``max_rows // batch_size`` items x all queries. Each chunk starts from
+    ``reorder_cache(init_state, rows)`` with the query of every row, so ``reorder_cache`` must accept the initial
+    state and must not modify it in place (true for the adapters in :mod:`genir.decoding.hf_adapters`).
+    Scores use the same full-vocabulary log-softmax as :func:`constrained_beam_search`.
+    """
+    layout = layout if isinstance(layout, CodeTokenLayout) else CodeTokenLayout(layout)
+    reorder = _reorder_of(step_fn, reorder_cache)
+    codes = torch.as_tensor(np.asarray(codes) if not isinstance(codes, torch.Tensor) else codes)
+    if codes.ndim != 2 or codes.shape[1] != layout.num_levels:
+        raise ValueError(f"codes must have shape (N, {layout.num_levels}), got {tuple(codes.shape)}")
+    b, n = int(batch_size), codes.shape[0]
+    chunk = max(1, int(max_rows) // b)
+    out = []
+    for first in range(0, n, chunk):
+        part = codes[first : first + chunk]
+        c = part.shape[0]
+        dev = device if device is not None else part.device
+        tokens = layout.to_tokens(part.to(dev)).repeat(b, 1)  # (B*c, L), query-major
+        query_rows = torch.arange(b, device=dev).repeat_interleave(c)
+        cache = reorder(init_state, query_rows)
+        total = torch.zeros(b * c, dtype=score_dtype, device=dev)
+        for level in range(layout.num_levels):
+            log_probs, cache = _step_log_probs(
+                step_fn, tokens[:, :level], cache, b * c, layout.vocab_end, score_dtype, dev
+            )
+            total += log_probs.gather(1, tokens[:, level : level + 1]).squeeze(1)
+        out.append(total.view(b, c))
+    return torch.cat(out, dim=1)

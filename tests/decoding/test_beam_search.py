@@ -1,0 +1,184 @@
+"""constrained_beam_search with tiny torch step models: valid IDs only, exact with enough beams, k up to N."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from genir.decoding import CodeTokenLayout, PrefixIndex, constrained_beam_search, exact_scores
+from tests.decoding.conftest import BagStep, TinyGRUStep, random_catalogue
+
+problems = st.tuples(
+    st.lists(st.integers(1, 6), min_size=1, max_size=4),  # level sizes
+    st.integers(1, 50),  # IDs
+    st.integers(1, 4),  # queries
+    st.integers(0, 3),  # token base
+    st.integers(0, 2**31 - 1),  # seed
+)
+
+
+def build(spec, dense_levels=None):
+    sizes, n, batch, base, seed = spec
+    codes = random_catalogue(np.random.default_rng(seed), sizes, n)
+    layout = CodeTokenLayout(sizes, base)
+    if dense_levels is not None:
+        dense_levels = min(dense_levels, len(sizes))
+    index = PrefixIndex.from_codes(codes, sizes, dense_levels=dense_levels)
+    model = TinyGRUStep(layout.vocab_end + 2, seed=seed % 1000)
+    return codes, layout, index, model, batch
+
+
+def assert_is_top_k(result, exact: torch.Tensor, codes: np.ndarray, k: int, atol=1e-9):
+    """``result`` holds, per query, a best-first list of distinct IDs whose scores are their exact scores and
+    equal the k best exact scores (robust to ties)."""
+    n = exact.shape[1]
+    for q, hits in enumerate(result.to_lists()):
+        assert len(hits) == min(k, n)
+        items = [h[0] for h in hits]
+        assert len(set(items)) == len(items)
+        for item, code, score in hits:
+            assert tuple(codes[item]) == code
+            assert score == pytest.approx(float(exact[q, item]), abs=atol)
+        best = exact[q].sort(descending=True).values[: len(hits)]
+        assert np.allclose([h[2] for h in hits], best.numpy(), atol=atol)
+
+
+@settings(max_examples=40, deadline=None)
+@given(problems, st.integers(1, 12), st.data())
+def test_only_valid_ids_best_first(spec, beam_width, data):
+    """(a) whatever the beam width, every returned ID is in the catalogue and scores are sorted."""
+    codes, layout, index, model, batch = build(spec, data.draw(st.one_of(st.none(), st.integers(0, 4))))
+    k = data.draw(st.integers(1, beam_width))
+    result = constrained_beam_search(
+        model, model.init_state(batch), batch, index, beam_width, k, layout=layout
+    )
+    assert result.items.shape == (batch, k) and result.codes.shape == (batch, k, len(layout.level_sizes))
+    rows = {tuple(r): i for i, r in enumerate(codes.tolist())}
+    for q in range(batch):
+        live = result.valid[q]
+        assert live.sum() == min(k, len(codes))
+        assert live[: int(live.sum())].all()  # padding only at the end
+        for item, code in zip(result.items[q][live].tolist(), result.codes[q][live].tolist()):
+            assert rows[tuple(code)] == item
+        s = result.scores[q][live]
+        assert (s[:-1] >= s[1:]).all()
+        assert torch.isneginf(result.scores[q][~live]).all() and (result.items[q][~live] == -1).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(problems, st.data())
+def test_enough_beams_is_exact(spec, data):
+    """(b) + (f): with beam_width >= N the top-k equals the brute-force ranking, for any k up to N."""
+    codes, layout, index, model, batch = build(spec, data.draw(st.one_of(st.none(), st.integers(0, 4))))
+    n = len(codes)
+    beam_width = data.draw(st.integers(n, n + 3))
+    k = data.draw(st.integers(1, n))
+    exact = exact_scores(
+        model, model.init_state(batch), batch, codes, layout, max_rows=data.draw(st.sampled_from([1, 7, 64]))
+    )
+    assert exact.shape == (batch, n)
+    result = constrained_beam_search(
+        model, model.init_state(batch), batch, index, beam_width, k, layout=layout, score_dtype=torch.float64
+    )
+    assert_is_top_k(result, exact, codes, k)
+
+
+def test_k_equal_to_catalogue_ranks_everything():
+    sizes = [4, 3, 5]
+    codes = random_catalogue(np.random.default_rng(7), sizes, 60)  # the full space
+    layout = CodeTokenLayout(sizes, base=2)
+    index = PrefixIndex.from_codes(codes, sizes)
+    model = TinyGRUStep(layout.vocab_end, seed=3)
+    result = constrained_beam_search(
+        model, model.init_state(3), 3, index, 60, 60, layout=layout, score_dtype=torch.float64
+    )
+    exact = exact_scores(model, model.init_state(3), 3, codes, layout)
+    assert_is_top_k(result, exact, codes, 60)
+    # every item appears exactly once per query
+    assert all(sorted(result.items[q].tolist()) == list(range(60)) for q in range(3))
+
+
+def test_beams_never_exceed_distinct_prefixes():
+    """Beam width is capped by the number of prefixes at each depth, so small catalogues cost little."""
+    sizes = [3, 3]
+    codes = np.array([[0, 0], [0, 2], [2, 1]])
+    index = PrefixIndex.from_codes(codes, sizes)
+    widths = []
+
+    def step(tokens, cache):
+        widths.append(tokens.shape[0])
+        return torch.zeros(tokens.shape[0], 6), cache
+
+    result = constrained_beam_search(step, None, 2, index, 50, 5, reorder_cache=lambda c, r: c)
+    assert widths == [2, 2 * 2]  # 2 queries x (1 root, then 2 distinct first codes)
+    assert result.valid.sum(1).tolist() == [3, 3]
+    assert (result.items[:, 3:] == -1).all()
+
+
+def test_dead_beams_are_dropped():
+    """A model that gives -inf to valid tokens leaves fewer live hypotheses; they are padding, never IDs."""
+    sizes = [3, 2]
+    codes = np.array([[0, 0], [0, 1], [1, 0], [2, 1]])
+    layout = CodeTokenLayout(sizes, base=1)
+    index = PrefixIndex.from_codes(codes, sizes)
+    blocked = [layout.offsets[1] + 1]  # level-1 code 1 is impossible for the model
+    model = TinyGRUStep(layout.vocab_end, seed=1, blocked=blocked)
+    result = constrained_beam_search(model, model.init_state(2), 2, index, 4, 4, layout=layout)
+    for hits in result.to_lists():
+        assert sorted(h[0] for h in hits) == [0, 2]
+    assert (~result.valid[:, 2:]).all()
+
+
+def test_unconstrained_mode_and_cacheless_model():
+    sizes = [4, 4, 4]
+    rng = np.random.default_rng(5)
+    codes = random_catalogue(rng, sizes, 10)
+    layout = CodeTokenLayout(sizes, base=2)
+    index = PrefixIndex.from_codes(codes, sizes)
+    model = BagStep(layout.vocab_end + 1, batch_size=3, seed=2)
+    free = constrained_beam_search(
+        model,
+        model.init_state(),
+        3,
+        index,
+        64,
+        64,
+        layout=layout,
+        constrained=False,
+        score_dtype=torch.float64,
+    )
+    # 64 beams cover the whole 4^3 space: the unconstrained top-64 is every tuple, ranked exactly
+    space = random_catalogue(rng, sizes, 64)
+    exact_all = exact_scores(model, model.init_state(), 3, space, layout)
+    for q in range(3):
+        assert np.allclose(free.scores[q].numpy(), exact_all[q].sort(descending=True).values.numpy())
+    in_catalogue = free.items >= 0
+    assert in_catalogue.sum(1).tolist() == [10, 10, 10]
+    rows = {tuple(r): i for i, r in enumerate(codes.tolist())}
+    for q in range(3):
+        for item, code in zip(free.items[q].tolist(), free.codes[q].tolist()):
+            assert rows.get(tuple(code), -1) == item
+    # the constrained search on the same cache-less model ranks exactly the catalogue's entries of that list
+    constrained = constrained_beam_search(
+        model, model.init_state(), 3, index, 10, 10, layout=layout, score_dtype=torch.float64
+    )
+    for q in range(3):
+        assert constrained.items[q].tolist() == free.items[q][in_catalogue[q]].tolist()
+
+
+def test_argument_errors():
+    index = PrefixIndex.from_codes(np.array([[0, 1]]), [2, 2])
+    model = TinyGRUStep(4)
+    with pytest.raises(ValueError, match="k <= beam_width"):
+        constrained_beam_search(model, model.init_state(1), 1, index, 2, 3)
+    with pytest.raises(ValueError, match="level sizes"):
+        constrained_beam_search(model, model.init_state(1), 1, index, 2, layout=CodeTokenLayout([2, 3]))
+    with pytest.raises(ValueError, match="V >= 6"):
+        constrained_beam_search(
+            model, model.init_state(1), 1, index, 2, layout=CodeTokenLayout([2, 2], base=2)
+        )
+    with pytest.raises(TypeError, match="reorder_cache"):
+        constrained_beam_search(lambda t, c: (torch.zeros(1, 4), c), None, 1, index, 2)
