@@ -5,6 +5,7 @@
     genir eval --run runs/sasrec [--stage test]
     genir recommend --run runs/sasrec --user 196 -k 10
     genir demo
+    genir index build --dataset ml-100k --scheme tokenizers/rqvae.yaml --out DIR | index info DIR | index add DIR --items F
 
 Errors a user can cause (missing or malformed file, unknown setting, bad run dir) print one line on stderr and
 exit with status 2.
@@ -135,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     de = sub.add_parser("demo", help="train small models on MovieLens-100K and show recommendations")
     de.add_argument("--quick", action="store_true", help="fewer epochs (for tests)")
     de.set_defaults(func=cmd_demo)
+
+    from genir.cli_index import add_index_commands
+
+    add_index_commands(sub)
     return p
 
 

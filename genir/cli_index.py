@@ -1,0 +1,145 @@
+"""``genir index`` commands: build, inspect and extend an index dir (:mod:`genir.index`).
+
+    genir index build --dataset ml-100k --scheme tokenizers/rq_kmeans.yaml --out indexes/ml100k [key=value ...]
+    genir index info indexes/ml100k [--json]
+    genir index add indexes/ml100k --items new_items.csv [--features new.npy]
+
+:func:`add_index_commands` registers them on ``genir``'s subparsers; :func:`main` runs the full ``genir`` parser
+with them added (errors a user can cause: one line on stderr, exit status 2, as :func:`genir.cli.main`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from genir.errors import ConfigError, GenirError
+
+
+def cmd_index_build(args) -> int:
+    from genir.index import build_index, index_info
+
+    overrides = {}
+    for pair in args.overrides:
+        if "=" not in pair:
+            raise ConfigError(f"override {pair!r} must look like key=value")
+        key, value = pair.split("=", 1)
+        overrides[key.strip()] = value.strip()
+    out = build_index(args.dataset, args.scheme, args.out, overrides, progress=not args.quiet,
+                      features=args.features, items=args.items, overwrite=args.overwrite)
+    info = index_info(out)
+    print(f"index written to {out}: {info['n_items']} items, scheme {info['scheme']}, IDs of length "
+          f"{info['id_length']} (level sizes {info['level_sizes']}), collision rate "
+          f"{info['stats']['collision_rate']:.2%}, {_bytes(info['total_bytes'])}")
+    return 0
+
+
+def cmd_index_info(args) -> int:
+    from genir.index import index_info
+
+    info = index_info(args.dir)
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    print(format_info(info))
+    return 0
+
+
+def cmd_index_add(args) -> int:
+    from genir.index import add_items
+
+    result = add_items(args.dir, args.items, features=args.features, progress=not args.quiet)
+    print(f"added {result['added']} item(s) to {result['index']}: now {result['n_items']} items, level sizes "
+          f"{result['level_sizes']}")
+    return 0
+
+
+def format_info(info: dict) -> str:
+    """A readable summary of :func:`genir.index.index_info`: header lines and a per-level table."""
+    stats = info["stats"]
+    ds = info.get("dataset") or {}
+    feats = info.get("features") or {}
+    lines = [
+        (f"index        {info['path']} (format {info['format_version']}, genir {info.get('genir_version')}, "
+         f"created {info.get('created_at')})"),
+        f"dataset      {ds.get('name')} (fingerprint {ds.get('fingerprint')})",
+        (f"scheme       {info['scheme']} on {feats.get('name')} features (d = {feats.get('dim')}), "
+         f"collision {info.get('collision')}"),
+        f"items        {info['n_items']} ({info.get('added', 0)} addition(s) since build)",
+        f"IDs          length {info['id_length']}, level sizes {info['level_sizes']}, vocab {stats['vocab_size']}",
+        (f"collisions   rate {stats['collision_rate']:.2%}, colliding items {stats['colliding_fraction']:.2%}, "
+         f"max group {stats['max_group']}"),
+        "",
+        "| level | size | used | utilisation | perplexity | semantic |",
+        "|---|---|---|---|---|---|",
+    ]
+    for lv in stats["levels"]:
+        lines.append(f"| {lv['level']} | {lv['size']} | {lv['used']} | {lv['utilisation']:.1%} | "
+                     f"{lv['perplexity']:.1f} | {'yes' if lv['semantic'] else 'no'} |")
+    lines.append("")
+    lines.append("disk         " + ", ".join(f"{k} {_bytes(v)}" for k, v in info["disk_bytes"].items())
+                 + f"; total {_bytes(info['total_bytes'])}")
+    return "\n".join(lines)
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def add_index_commands(subparsers) -> argparse.ArgumentParser:
+    """Register ``index build|info|add`` on ``genir``'s subparsers; returns the ``index`` parser."""
+    index = subparsers.add_parser("index", help="build, inspect and extend a semantic-ID index dir")
+    sub = index.add_subparsers(dest="index_command", required=True)
+
+    b = sub.add_parser("build", help="fit an identifier scheme on a dataset and write an index dir")
+    b.add_argument("--dataset", default="ml-100k", help="'ml-100k' or a path (see genir data info)")
+    b.add_argument("--items", default=None, help="item side-information file for a generic interactions file")
+    b.add_argument("--scheme", required=True, help="identifier spec, e.g. tokenizers/rq_kmeans.yaml")
+    b.add_argument("--out", required=True, help="index dir to write")
+    b.add_argument("--features", default=None, help=".npy/.parquet item feature matrix instead of the spec's")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing index dir")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.add_argument("overrides", nargs="*", help="spec overrides key=value, e.g. codebook_size=32")
+    b.set_defaults(func=cmd_index_build)
+
+    i = sub.add_parser("info", help="what an index dir holds: sizes, ID statistics, collisions")
+    i.add_argument("dir")
+    i.add_argument("--json", action="store_true", help="print the full report as JSON")
+    i.set_defaults(func=cmd_index_info)
+
+    a = sub.add_parser("add", help="give new items IDs with the fitted scheme (no refit)")
+    a.add_argument("dir")
+    a.add_argument("--items", required=True, help="csv/tsv/parquet with 'item' and the side columns")
+    a.add_argument("--features", default=None, help=".npy/.parquet feature matrix of the new items (file order)")
+    a.add_argument("--quiet", action="store_true", help="no progress bars")
+    a.set_defaults(func=cmd_index_add)
+    return index
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``genir``'s parser with the index commands (added here until genir.cli registers them itself)."""
+    from genir.cli import build_parser as genir_parser
+
+    parser = genir_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if "index" not in sub.choices:
+        add_index_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except GenirError as exc:
+        print(f"genir: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
