@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from genir.errors import ConfigError, GenirError
+from genir.errors import ConfigError
 
 
 def cmd_index_build(args) -> int:
@@ -119,27 +118,3 @@ def add_index_commands(subparsers) -> argparse.ArgumentParser:
     a.add_argument("--quiet", action="store_true", help="no progress bars")
     a.set_defaults(func=cmd_index_add)
     return index
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """``genir``'s parser with the index commands (added here until genir.cli registers them itself)."""
-    from genir.cli import build_parser as genir_parser
-
-    parser = genir_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if "index" not in sub.choices:
-        add_index_commands(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except GenirError as exc:
-        print(f"genir: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

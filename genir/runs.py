@@ -24,6 +24,7 @@ import yaml
 from safetensors.torch import load_file
 
 import genir
+from genir.atomic import atomic_write
 from genir.data import Split, k_core, load_dataset, make_split
 from genir.errors import CheckpointError, ConfigError
 from genir.eval import FullRankingEvaluator
@@ -112,9 +113,7 @@ def environment() -> dict:
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: fh.write(json.dumps(obj, indent=2, default=str).encode()))
 
 
 def train_run(spec: RunSpec, method: dict, trainer: TrainerConfig, split: Split | None = None

@@ -16,13 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from genir.atomic import atomic_write
 
 FORMAT_VERSION = 1
 ENV_VAR = "GENIR_CACHE"
@@ -83,21 +84,8 @@ def _write(npy: Path, meta: Path, value: np.ndarray, info: dict) -> None:
     npy.parent.mkdir(parents=True, exist_ok=True)
     sidecar = {**info, "shape": list(value.shape), "dtype": str(value.dtype), "format": FORMAT_VERSION,
                "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    _atomic_write(npy, lambda fh: np.save(fh, value, allow_pickle=False))
-    _atomic_write(meta, lambda fh: fh.write(json.dumps(sidecar, indent=1, default=_json_default).encode()))
-
-
-def _atomic_write(path: Path, write: Callable) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(npy, lambda fh: np.save(fh, value, allow_pickle=False))
+    atomic_write(meta, lambda fh: fh.write(json.dumps(sidecar, indent=1, default=_json_default).encode()))
 
 
 def _json_default(obj):

@@ -22,8 +22,8 @@ import safetensors
 import safetensors.numpy
 import torch
 
+from genir.atomic import atomic_write, write_json
 from genir.errors import FeatureError, SemanticIdError
-from genir.ids._io import atomic_write, write_json
 from genir.ids.config import SchemeConfig
 
 FORMAT_VERSION = 1

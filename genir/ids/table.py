@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genir.ids._io import write_json, write_npy
+from genir.atomic import write_json, write_npy
 from genir.ids.base import IdScheme, SemanticIdError, as_codes
 from genir.ids.collisions import CollisionReport, collision_report, resolve_collisions
 

@@ -1,4 +1,4 @@
-"""genir index build|info|add through the command line (genir.cli_index.main); user errors exit with 2."""
+"""genir index build|info|add through the command line (genir.cli.main); user errors exit with 2."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from genir.cli_index import add_index_commands, build_parser, main
+from genir.cli import build_parser, main
+from genir.cli_index import add_index_commands
 from tests.index.conftest import DIM, item_frame, snapshot
 
 

@@ -1,4 +1,4 @@
-"""Atomic file writes for the identifier layer: a reader never sees half a file.
+"""Atomic file writes shared by the whole library: a reader never sees half a file.
 
 Each file is written to a temporary name in its folder, flushed to disk and moved into place with
 ``os.replace``; on any error the temporary file is removed and the old file (if any) is left as it was.
