@@ -4,6 +4,9 @@
     genir train --model sasrec --dataset ml-100k --out runs/sasrec [--config FILE.yaml] [key=value ...]
     genir eval --run runs/sasrec [--stage test]
     genir recommend --run runs/sasrec --user 196 -k 10
+    genir train --index DIR [key=value ...]        (TIGER on an index dir; the run is saved in DIR/model)
+    genir retrieve --index DIR --history 1,50,181 -k 10 | --user 196 | --batch FILE
+    genir eval --index DIR
     genir demo
     genir index build --dataset ml-100k --scheme tokenizers/rqvae.yaml --out DIR | index info DIR | index add DIR --items F
 
@@ -17,6 +20,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from genir.errors import GenirError
 
@@ -42,7 +46,12 @@ def cmd_data_info(args) -> int:
     return 0
 
 
+def _index_model_dir(index_dir: str) -> Path:
+    return Path(index_dir) / "model"
+
+
 def cmd_train(args) -> int:
+    from genir.errors import ConfigError
     from genir.runs import parse_overrides, read_yaml, resolve, train_run
 
     settings = read_yaml(args.config) if args.config else {}
@@ -50,11 +59,25 @@ def cmd_train(args) -> int:
         if getattr(args, flag) is not None:
             settings[flag] = getattr(args, flag)
     settings.update(parse_overrides(args.overrides))
+    model = args.model
+    if args.index:
+        from genir.index import read_manifest
+
+        manifest = read_manifest(args.index)  # refuses a dir that is not an index before any training
+        settings["index"] = str(Path(args.index).resolve())
+        model = model or "tiger"
+        if "dataset" not in settings:  # the catalogue the index was built from
+            ds = manifest.get("dataset", {})
+            settings["dataset"] = ds.get("name") if ds.get("name") == "ml-100k" else ds.get("source")
+        if not args.out:
+            args.out = str(_index_model_dir(args.index))
+    if not model and "model" not in settings:
+        raise ConfigError("genir train: give --model NAME (or --index DIR to train tiger on an index)")
     if args.out:
         settings["output_dir"] = args.out
     if args.seed is not None:
         settings["seed"] = args.seed
-    spec, method, trainer = resolve(settings, model=args.model)
+    spec, method, trainer = resolve(settings, model=model)
     _, result, results = train_run(spec, method, trainer)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun / accelerate launch only rank 0 reports
         return 0
@@ -67,8 +90,13 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from genir.errors import ConfigError
     from genir.runs import evaluate_model, load_run
 
+    if args.index:
+        args.run = str(_require_index_model(args.index))
+    if not args.run:
+        raise ConfigError("genir eval: give --run DIR (or --index DIR)")
     model, split, info = load_run(args.run)
     metrics = evaluate_model(model, split, args.stage)
     _print_metrics({f"{info['spec']['model']} ({args.stage})": metrics})
@@ -84,6 +112,68 @@ def cmd_recommend(args) -> int:
     model, split, _ = load_run(args.run)
     users = [split.dataset.user_index(u) for u in args.user]
     show_recommendations(model, split, users, k=args.k, stage=args.stage)
+    return 0
+
+
+def _require_index_model(index_dir: str) -> Path:
+    from genir.errors import CheckpointError
+
+    model_dir = _index_model_dir(index_dir)
+    if not (model_dir / "run.json").is_file():
+        raise CheckpointError(f"no trained model in {model_dir}: run `genir train --index {index_dir}` first")
+    return model_dir
+
+
+def _retrieve_queries(args, split) -> list[tuple[str, list[int]]]:
+    """(label, internal item history) per query of ``--history``, ``--user`` or ``--batch``."""
+    from genir.errors import ConfigError
+
+    ds = split.dataset
+
+    def from_items(text: str) -> list[int]:
+        return [ds.item_index(x.strip()) for x in text.split(",") if x.strip()]
+
+    def from_user(user: str) -> list[int]:
+        return [int(i) for i in split.histories("test")[ds.user_index(user)]]
+
+    if args.history is not None:
+        return [(f"history {args.history}", from_items(args.history))]
+    if args.user is not None:
+        return [(f"user {args.user}", from_user(args.user))]
+    path = Path(args.batch)
+    if not path.is_file():
+        raise ConfigError(f"{path}: batch file not found")
+    queries = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("user:"):
+            queries.append((f"user {line[5:].strip()}", from_user(line[5:].strip())))
+        else:
+            queries.append((f"history {line}", from_items(line)))
+    if not queries:
+        raise ConfigError(f"{path}: no queries (one per line: item ids separated by commas, or user:ID)")
+    return queries
+
+
+def cmd_retrieve(args) -> int:
+    from genir.errors import ConfigError
+    from genir.runs import load_run
+
+    model_dir = _require_index_model(args.index)
+    model, split, info = load_run(model_dir)
+    if not hasattr(model, "recommend"):
+        raise ConfigError(f"{model_dir}: model {info['spec']['model']!r} does not decode semantic IDs")
+    if args.k < 1:
+        raise ConfigError(f"-k must be >= 1, got {args.k}")
+    queries = _retrieve_queries(args, split)
+    ds = split.dataset
+    results = model.recommend([h for _, h in queries], k=args.k)
+    for (label, _), found in zip(queries, results):
+        print(f"# {label}")
+        for rank, (item, score) in enumerate(found, 1):
+            print(f"{rank:3d}  {ds.item_ids[item]}  {ds.title(item)}  {score:.4f}")
     return 0
 
 
@@ -108,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=cmd_data_info)
 
     tr = sub.add_parser("train", help="train a method, select on validation, report test metrics")
-    tr.add_argument("--model", required=True, help="registered method name (pop, bpr, lightgcn, sasrec, ...)")
+    tr.add_argument("--model", default=None, help="registered method name (pop, bpr, lightgcn, sasrec, tiger, ...)")
+    tr.add_argument("--index", default=None, help="index dir (genir index build): sets index=DIR, the model "
+                                                  "(default tiger), the dataset and --out (default DIR/model)")
     tr.add_argument("--dataset", default=None)
     tr.add_argument("--items", default=None)
     tr.add_argument("--split", default=None, choices=["loo", "temporal"])
@@ -120,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="full-ranking metrics of a trained run")
-    ev.add_argument("--run", required=True)
+    ev.add_argument("--run", default=None)
+    ev.add_argument("--index", default=None, help="evaluate the model trained on this index dir (DIR/model)")
     ev.add_argument("--stage", default="test", choices=["valid", "test"])
     ev.add_argument("--json", action="store_true", help="also print the metrics as JSON")
     ev.set_defaults(func=cmd_eval)
@@ -132,6 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--stage", default="test", choices=["valid", "test"],
                     help="history cut-off: 'test' uses train+valid items as the history")
     rc.set_defaults(func=cmd_recommend)
+
+    rt = sub.add_parser("retrieve", help="top-k items decoded from an index dir's trained model (DIR/model)")
+    rt.add_argument("--index", required=True)
+    query = rt.add_mutually_exclusive_group(required=True)
+    query.add_argument("--history", default=None, help="external item ids in time order, e.g. 1,50,181")
+    query.add_argument("--user", default=None, help="external user id (history: train + valid items)")
+    query.add_argument("--batch", default=None, help="file, one query per line: item ids (a,b,c) or user:ID")
+    rt.add_argument("-k", type=int, default=10)
+    rt.set_defaults(func=cmd_retrieve)
 
     de = sub.add_parser("demo", help="train small models on MovieLens-100K and show recommendations")
     de.add_argument("--quick", action="store_true", help="fewer epochs (for tests)")

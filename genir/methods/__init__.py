@@ -17,12 +17,14 @@ from genir.methods.bpr import BPR, BPRConfig
 from genir.methods.lightgcn import LightGCN, LightGCNConfig
 from genir.methods.pop import MostPopular, MostPopularConfig
 from genir.methods.sasrec import SASRec, SASRecConfig
+from genir.methods.tiger import Tiger, TigerConfig
 
 METHODS: dict[str, tuple[type[MethodConfig], type[Recommender]]] = {
     "pop": (MostPopularConfig, MostPopular),
     "bpr": (BPRConfig, BPR),
     "lightgcn": (LightGCNConfig, LightGCN),
     "sasrec": (SASRecConfig, SASRec),
+    "tiger": (TigerConfig, Tiger),
 }
 
 
