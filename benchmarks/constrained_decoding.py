@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -49,7 +48,6 @@ import torch
 import transformers
 from transformers import LogitsProcessorList, T5Config, T5ForConditionalGeneration
 
-import genir
 from genir.decoding import (
     CodeTokenLayout,
     PrefixIndex,
@@ -58,6 +56,7 @@ from genir.decoding import (
     constrained_beam_search,
     trie_prefix_allowed_tokens_fn,
 )
+from genir.runs import environment
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 LEVELS, CODEBOOK, BASE, INPUT_LEN = 4, 256, 2, 20
@@ -188,21 +187,8 @@ def rss_mb() -> float:
 
 
 def machine_info(device: torch.device) -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "numpy": np.__version__,
-        "genir": genir.__version__,
-        "device": str(device),
-        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-        "load_average_1_5_15min": [round(x, 2) for x in os.getloadavg()],
-    }
+    return {**environment(), "transformers": transformers.__version__, "device": str(device),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:

@@ -40,7 +40,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -60,9 +59,9 @@ sys.path.insert(0, str(BENCH_DIR))
 import recbole_compat  # installs the shims RecBole needs, before anything imports it
 import torch
 
-import genir
 from genir.data import leave_one_out, load_dataset
 from genir.methods import build_method
+from genir.runs import environment
 from genir.training import Trainer, TrainerConfig
 
 RESULTS_DIR = BENCH_DIR / "results"
@@ -352,27 +351,11 @@ def parse_epoch_caps(text: str) -> dict[str, int]:
 def machine_info() -> dict:
     from importlib.metadata import version
 
-    import numpy
     import pandas
     import scipy
 
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "cuda_available": torch.cuda.is_available(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "numpy": numpy.__version__,
-        "scipy": scipy.__version__,
-        "pandas": pandas.__version__,
-        "recbole": version("recbole"),
-        "genir": genir.__version__,
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-        "load_average_1_5_15min": load_average(),
-    }
+    return {**environment(), "cuda_available": torch.cuda.is_available(), "scipy": scipy.__version__,
+            "pandas": pandas.__version__, "recbole": version("recbole")}
 
 
 def load_average() -> list[float]:

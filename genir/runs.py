@@ -105,10 +105,18 @@ def load_split(spec: RunSpec) -> Split:
 
 
 def environment() -> dict:
+    """The machine and versions behind a result: every results JSON (runs, recipes, benchmarks) records it.
+    Load averages are included because other processes on a small machine skew every timing."""
+    import numpy
+
     return {
-        "genir": genir.__version__, "torch": torch.__version__, "python": platform.python_version(),
-        "platform": platform.platform(), "cpu_count": os.cpu_count(),
+        "genir": genir.__version__, "torch": torch.__version__, "numpy": numpy.__version__,
+        "python": platform.python_version(), "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "load_average_1_5_15min": [round(x, 2) for x in os.getloadavg()],
     }
 
 

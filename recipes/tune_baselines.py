@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import multiprocessing
 import os
 import sys
@@ -56,17 +55,12 @@ def _best(results: list[dict]) -> dict:
 
 def _write(path: Path, args, results: list[dict], seconds: float, done: bool) -> None:
     """Rewritten after every finished setting, so an interrupted search keeps what it measured."""
-    import platform
+    from genir.atomic import write_json
+    from genir.runs import environment
 
-    import torch
-
-    out = {"command": " ".join([Path(sys.executable).name] + sys.argv), "selection": "valid ndcg@10, seed 2020",
-           "complete": done, "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                                         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-           "workers": args.workers, "seconds": seconds, "best": _best(results), "all": results}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=2))
-    os.replace(tmp, path)
+    write_json(path, {"command": " ".join([Path(sys.executable).name] + sys.argv),
+                      "selection": "valid ndcg@10, seed 2020", "complete": done, "machine": environment(),
+                      "workers": args.workers, "seconds": seconds, "best": _best(results), "all": results})
 
 
 def main(argv=None) -> int:
