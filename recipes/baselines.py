@@ -5,33 +5,24 @@
     python recipes/baselines.py --quick              # a CPU-minutes smoke run (used by the tests)
 
 Writes ``runs/baselines/<split>-<time>/``: ``results.json`` (per seed and mean +- std, timings, environment,
-command), ``results.md`` (the table), ``curves.png`` (validation NDCG@10 per epoch). Early stopping and model
+command), ``results.md`` (the table), ``curves.png`` (validation NDCG@10 and training loss per epoch). Early stopping and model
 selection use the validation split only; test metrics are full ranking with the history masked.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
 from genir.data import load_dataset, make_split
-from genir.eval import aggregate, markdown_table
-from genir.methods import get_method
-from genir.runs import RunSpec, environment, train_run
-from genir.training import TrainerConfig
+from genir.experiment import Arm, run_arms, write_report
 
 METHODS = ("pop", "bpr", "lightgcn", "sasrec")
-COLUMNS = [f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20)] + ["mrr@10"]
 # Settings chosen on the validation split by recipes/tune_baselines.py (benchmarks/results/tuning-baselines.json,
-# one seed, early stopping on valid NDCG@10); everything else is the method's default.
+# one seed, early stopping on valid NDCG@10); everything else is the method's default. Other recipes import
+# these so that every table's baselines are tuned the same way.
 TUNED = {
     "pop": {},
     "bpr": {"lr": 1e-2, "weight_decay": 1e-5},
@@ -41,57 +32,17 @@ TUNED = {
 QUICK = {"epochs": 2, "patience": 1}
 
 
+def baseline_arms(methods=METHODS, quick: bool = False) -> list[Arm]:
+    """The tuned baselines as experiment arms (``quick``: 2 epochs)."""
+    return [Arm(name, name, {**TUNED[name], **(QUICK if quick else {})}) for name in methods]
+
+
 def run(methods, seeds, split_name: str, quick: bool, out: Path, cpu: bool) -> dict:
     split = make_split(load_dataset("ml-100k"), split_name)
-    per_method: dict[str, list[dict]] = {}
-    curves: dict[str, list[list[float]]] = {}
-    for name in methods:
-        for seed in seeds:
-            defaults = get_method(name)[1].trainer_defaults
-            settings = {**defaults, **TUNED[name], "seed": seed, "progress": False, "cpu": cpu}
-            if quick:
-                settings.update(QUICK)
-            method = {k: v for k, v in settings.items() if k in get_method(name)[0].__dataclass_fields__}
-            trainer = TrainerConfig.from_dict({k: v for k, v in settings.items() if k not in method})
-            t = time.perf_counter()
-            _, result, res = train_run(RunSpec(model=name, split=split_name), method, trainer, split=split)
-            per_method.setdefault(name, []).append(res)
-            curves.setdefault(name, []).append([h.get("valid_ndcg@10", float("nan")) for h in result.history])
-            print(f"{name:9s} seed {seed}: best epoch {result.best_epoch:3d}  test ndcg@10 "
-                  f"{res['test']['ndcg@10']:.4f}  recall@10 {res['test']['recall@10']:.4f}  "
-                  f"({time.perf_counter() - t:.0f}s, {res['seconds_per_epoch']:.2f}s/epoch)", flush=True)
-
-    table_rows = {name: aggregate([r["test"] for r in runs]) for name, runs in per_method.items()}
-    table = markdown_table(table_rows, COLUMNS)
-    timing = {name: aggregate([{k: r[k] for k in ("seconds_per_epoch", "train_seconds", "total_seconds",
-                                                   "time_to_best", "best_epoch")} for r in runs])
-              for name, runs in per_method.items()}
-    results = {
-        "recipe": "baselines", "dataset": "ml-100k", "split": split.describe(), "seeds": list(seeds),
-        "quick": quick, "command": " ".join([Path(sys.executable).name] + sys.argv),
-        "environment": environment(), "test": table_rows, "timing": timing, "runs": per_method,
-        "tuned_settings": TUNED,
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    header = (f"MovieLens-100K, {split.protocol}, full ranking, test split, mean ± std over seeds "
-              f"{list(seeds)}\n\n")
-    (out / "results.md").write_text(header + table + "\n")
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for color, (name, runs) in zip(plt.cm.tab10.colors, curves.items()):
-        for i, c in enumerate(runs):
-            ax.plot(range(1, len(c) + 1), c, color=color, alpha=0.8, label=name if i == 0 else None)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation NDCG@10")
-    ax.set_title(f"ml-100k baselines ({split.protocol})")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=120)
-    plt.close(fig)
-    print("\n" + header + table)
-    print(f"\nwrote {out}/results.json, results.md, curves.png")
-    return results
+    exp = run_arms(baseline_arms(methods, quick), seeds, split, common={"progress": False, "cpu": cpu},
+                   log=lambda s: print(s, flush=True))
+    return write_report(exp, out, title="MovieLens-100K baselines", recipe="baselines", quick=quick,
+                        extra={"tuned_settings": TUNED})
 
 
 def main(argv=None) -> int:

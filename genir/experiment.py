@@ -1,0 +1,144 @@
+"""Multi-seed experiments for recipes: train several configurations ("arms") over seeds on one split, then write
+one report (results JSON, markdown table of mean +- std, validation curves).
+
+Every recipe under ``recipes/`` runs through here, so all tables follow one protocol: early stopping and model
+selection on the validation split only, full-ranking test metrics with the history masked, seeds reported.
+
+>>> arms = [Arm("bpr", "bpr", {"lr": 1e-2}), Arm("metammf", "metammf", {"rank": 8})]
+>>> exp = run_arms(arms, seeds=[2020, 2021, 2022], split=split)
+>>> write_report(exp, out_dir, title="MetaMMF on MovieLens-100K")
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from genir.atomic import atomic_write
+from genir.data.split import Split
+from genir.eval import aggregate, markdown_table
+from genir.methods import get_method
+from genir.runs import RunSpec, environment, train_run
+from genir.training import TrainerConfig
+
+COLUMNS = [f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20)] + ["mrr@10"]
+TIMING_KEYS = ("seconds_per_epoch", "train_seconds", "total_seconds", "time_to_best", "best_epoch")
+
+
+@dataclass
+class Arm:
+    """One row of a results table: a registered method with settings (method fields and trainer fields mixed,
+    as on the command line; the method's ``trainer_defaults`` fill the rest)."""
+
+    label: str
+    method: str
+    settings: dict = field(default_factory=dict)
+
+
+@dataclass
+class Experiment:
+    """Results of :func:`run_arms`: per arm label, the per-seed results dicts and validation curves."""
+
+    split: Split
+    seeds: list[int]
+    arms: list[Arm]
+    runs: dict[str, list[dict]] = field(default_factory=dict)
+    curves: dict[str, list[list[float]]] = field(default_factory=dict)
+    losses: dict[str, list[list[float]]] = field(default_factory=dict)
+    models: dict[str, list] = field(default_factory=dict)
+
+    def test_table(self) -> dict[str, dict]:
+        return {label: aggregate([r["test"] for r in runs]) for label, runs in self.runs.items()}
+
+    def valid_table(self) -> dict[str, dict]:
+        return {label: aggregate([r["valid"] for r in runs]) for label, runs in self.runs.items()}
+
+    def timing(self) -> dict[str, dict]:
+        return {label: aggregate([{k: r[k] for k in TIMING_KEYS if r.get(k) is not None} for r in runs])
+                for label, runs in self.runs.items()}
+
+
+def split_settings(method: str, settings: dict) -> tuple[dict, TrainerConfig]:
+    """(method fields, TrainerConfig) from mixed settings, over the method's trainer defaults."""
+    config_cls, model_cls = get_method(method)
+    merged = {**model_cls.trainer_defaults, **settings}
+    fields_ = set(config_cls.__dataclass_fields__)
+    return ({k: v for k, v in merged.items() if k in fields_},
+            TrainerConfig.from_dict({k: v for k, v in merged.items() if k not in fields_}))
+
+
+def run_arms(arms: list[Arm], seeds: list[int], split: Split, *, common: dict | None = None,
+             keep_models: bool = False, log: Callable[[str], None] = print) -> Experiment:
+    """Train and test every arm once per seed. ``common`` settings (e.g. ``{"cpu": True, "progress": False}``)
+    apply to all arms, under each arm's own settings. ``keep_models`` keeps the best model of every run
+    (recipes that inspect a trained model afterwards: interpretability, plots)."""
+    exp = Experiment(split=split, seeds=list(seeds), arms=list(arms))
+    for arm in arms:
+        for seed in seeds:
+            method, trainer = split_settings(arm.method, {**(common or {}), **arm.settings, "seed": seed})
+            t = time.perf_counter()
+            model, result, res = train_run(RunSpec(model=arm.method, split=split.protocol), method, trainer,
+                                           split=split)
+            res["label"], res["settings"] = arm.label, {**method, "trainer": trainer.__dict__}
+            exp.runs.setdefault(arm.label, []).append(res)
+            exp.curves.setdefault(arm.label, []).append(
+                [h.get("valid_ndcg@10", float("nan")) for h in result.history])
+            exp.losses.setdefault(arm.label, []).append(
+                [h.get("loss", float("nan")) for h in result.history])
+            if keep_models:
+                exp.models.setdefault(arm.label, []).append(model)
+            log(f"{arm.label:24s} seed {seed}: best epoch {result.best_epoch:3d}  test ndcg@10 "
+                f"{res['test']['ndcg@10']:.4f}  recall@10 {res['test']['recall@10']:.4f}  "
+                f"({time.perf_counter() - t:.0f}s, {res['seconds_per_epoch']:.2f}s/epoch)")
+    return exp
+
+
+def write_report(exp: Experiment, out: str | Path, *, title: str, recipe: str, quick: bool = False,
+                 columns: list[str] = COLUMNS, extra: dict | None = None, notes: str = "") -> dict:
+    """Write ``results.json``, ``results.md`` (test mean +- std per arm, then validation) and ``curves.png``
+    (validation NDCG@10 and training loss per epoch) into ``out``; returns the results dict."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    test, valid = exp.test_table(), exp.valid_table()
+    results = {
+        "recipe": recipe, "dataset": exp.split.dataset.name, "split": exp.split.describe(), "seeds": exp.seeds,
+        "quick": quick, "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "environment": environment(), "arms": [arm.__dict__ for arm in exp.arms], "test": test, "valid": valid,
+        "timing": exp.timing(), "runs": exp.runs, **(extra or {}),
+    }
+    header = (f"{title}: {exp.split.protocol}, full ranking with history masked, mean ± std over seeds "
+              f"{exp.seeds}; model selection on the validation split only.\n\n")
+    md = header + "Test split\n\n" + markdown_table(test, columns) + "\n\nValidation split\n\n" + \
+        markdown_table(valid, columns) + "\n" + (f"\n{notes}\n" if notes else "")
+    atomic_write(out / "results.json", lambda fh: fh.write(json.dumps(results, indent=2, default=str).encode()))
+    atomic_write(out / "results.md", lambda fh: fh.write(md.encode()))
+    plot_curves(exp, out / "curves.png", title)
+    print("\n" + md)
+    print(f"wrote {out}/results.json, results.md, curves.png")
+    return results
+
+
+def plot_curves(exp: Experiment, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for color, label in zip(plt.cm.tab10.colors * 3, exp.runs):
+        for i, (curve, loss) in enumerate(zip(exp.curves[label], exp.losses[label])):
+            axes[0].plot(range(1, len(curve) + 1), curve, color=color, alpha=0.8, label=label if i == 0 else None)
+            axes[1].plot(range(1, len(loss) + 1), loss, color=color, alpha=0.8, label=label if i == 0 else None)
+    axes[0].set_ylabel("validation NDCG@10")
+    axes[1].set_ylabel("training loss")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
