@@ -133,13 +133,14 @@ def _retrieve_queries(args, split) -> list[tuple[str, list[int]]]:
     def from_items(text: str) -> list[int]:
         return [ds.item_index(x.strip()) for x in text.split(",") if x.strip()]
 
-    def from_user(user: str) -> list[int]:
-        return [int(i) for i in split.histories("test")[ds.user_index(user)]]
+    def from_user(user: str) -> tuple[str, list[int], int]:
+        u = ds.user_index(user)
+        return f"user {user}", [int(i) for i in split.histories("test")[u]], u
 
     if args.history is not None:
-        return [(f"history {args.history}", from_items(args.history))]
+        return [(f"history {args.history}", from_items(args.history), None)]
     if args.user is not None:
-        return [(f"user {args.user}", from_user(args.user))]
+        return [from_user(args.user)]
     path = Path(args.batch)
     if not path.is_file():
         raise ConfigError(f"{path}: batch file not found")
@@ -149,9 +150,9 @@ def _retrieve_queries(args, split) -> list[tuple[str, list[int]]]:
         if not line or line.startswith("#"):
             continue
         if line.startswith("user:"):
-            queries.append((f"user {line[5:].strip()}", from_user(line[5:].strip())))
+            queries.append(from_user(line[5:].strip()))
         else:
-            queries.append((f"history {line}", from_items(line)))
+            queries.append((f"history {line}", from_items(line), None))
     if not queries:
         raise ConfigError(f"{path}: no queries (one per line: item ids separated by commas, or user:ID)")
     return queries
@@ -169,8 +170,8 @@ def cmd_retrieve(args) -> int:
         raise ConfigError(f"-k must be >= 1, got {args.k}")
     queries = _retrieve_queries(args, split)
     ds = split.dataset
-    results = model.recommend([h for _, h in queries], k=args.k)
-    for (label, _), found in zip(queries, results):
+    results = model.recommend([h for _, h, _ in queries], k=args.k, users=[u for _, _, u in queries])
+    for (label, _, _), found in zip(queries, results):
         print(f"# {label}")
         for rank, (item, score) in enumerate(found, 1):
             print(f"{rank:3d}  {ds.item_ids[item]}  {ds.title(item)}  {score:.4f}")

@@ -92,11 +92,15 @@ def build_index(dataset_name_or_path, spec_path: str | Path, out_dir: str | Path
     dataset = dataset_name_or_path if isinstance(dataset_name_or_path, Dataset) else \
         load_dataset(dataset_name_or_path, items=items)
     split = None
+    scheme = build_scheme(spec)
+    needs_split = getattr(scheme, "needs_split", False)  # graph schemes read the training interactions
     if features is None:
         feature_source = spec.features
-        kw = {"progress": progress} if spec.features == "text" else {}
-        split = leave_one_out(dataset) if spec.features == "cf" else None
-        x = item_features(spec.features, split if split is not None else dataset, **kw)
+        names = spec.features.split(",")
+        split = leave_one_out(dataset) if "cf" in names or needs_split else None
+        parts = [item_features(name, split if split is not None else dataset,
+                               **({"progress": progress} if name == "text" else {})) for name in names]
+        x = np.concatenate([np.asarray(p, dtype=np.float32) for p in parts], axis=1)
     elif isinstance(features, (str, Path)):
         feature_source = str(features)
         x = load_feature_matrix(features, dataset.num_items, item_ids=list(map(str, dataset.item_ids)))
@@ -109,8 +113,10 @@ def build_index(dataset_name_or_path, spec_path: str | Path, out_dir: str | Path
     if spec.collision == "popularity":
         split = split or leave_one_out(dataset)
         popularity = np.bincount(split.train["item"].to_numpy(), minlength=dataset.num_items)
-    scheme = build_scheme(spec)
-    fit_kw = {"progress": progress} if spec.scheme == "rqvae" else {}
+    fit_kw = {"progress": progress} if spec.scheme in ("rqvae", "graph_rqvae") else {}
+    if needs_split:
+        split = split or leave_one_out(dataset)
+        fit_kw["split"] = split
     scheme.fit(x, **fit_kw)
     table = SemanticIdTable.build(scheme, x, spec.collision, popularity)
     records = _item_records(dataset)

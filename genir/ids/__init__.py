@@ -45,6 +45,14 @@ SCHEMES: dict[str, type[IdScheme]] = {
 }
 
 
+def available_schemes() -> dict[str, type[IdScheme]]:
+    """:data:`SCHEMES` after the schemes that methods contribute (MMGRec's ``graph_rqvae``) have registered
+    themselves: importing :mod:`genir.methods` registers them, which cannot happen at import time here."""
+    import genir.methods  # noqa: F401
+
+    return SCHEMES
+
+
 def register_scheme(name: str, cls: type[IdScheme], *, replace: bool = False) -> type[IdScheme]:
     """Add an identifier scheme to :data:`SCHEMES` (usable as ``scheme: <name>`` in a spec); returns ``cls``.
 
@@ -62,7 +70,7 @@ def register_scheme(name: str, cls: type[IdScheme], *, replace: bool = False) ->
 
 
 __all__ = [
-    "POLICIES", "RQVAE", "SCHEMES", "AtomicIds", "AtomicIdsConfig", "CollisionReport", "HierarchicalKMeans",
+    "POLICIES", "RQVAE", "SCHEMES", "available_schemes", "AtomicIds", "AtomicIdsConfig", "CollisionReport", "HierarchicalKMeans",
     "HierarchicalKMeansConfig", "IdScheme", "RQKMeans", "RQKMeansConfig", "RQVAEConfig", "SchemeConfig",
     "SchemeSpec", "SemanticIdError", "SemanticIdTable", "as_features", "build_scheme", "collision_report",
     "describe", "group_ranks", "load_spec", "param", "register_scheme", "resolve_collisions",

@@ -133,8 +133,9 @@ class IdScheme(ABC):
         if version != FORMAT_VERSION:
             raise SemanticIdError(f"{path}: format_version {version!r} is not {FORMAT_VERSION}")
         if cls is IdScheme:
-            from genir.ids import SCHEMES
+            from genir.ids import available_schemes
 
+            SCHEMES = available_schemes()
             if info.get("scheme") not in SCHEMES:
                 raise SemanticIdError(f"{path}: unknown scheme {info.get('scheme')!r}; known: {sorted(SCHEMES)}")
             return SCHEMES[info["scheme"]].load(directory)

@@ -3,7 +3,7 @@
 A spec names the scheme, the item features it reads, the collision policy and the scheme's hyper-parameters::
 
     scheme: rq_kmeans          # a key of genir.ids.SCHEMES
-    features: text             # a key of genir.features.FEATURES
+    features: text             # a key of genir.features.FEATURES, or several: text,kg (concatenated)
     collision: index           # index | popularity | none (genir.ids.collisions)
     description: one line      # optional
     params:                    # fields of the scheme's config dataclass; missing ones take their defaults
@@ -73,8 +73,9 @@ def load_spec(path: str | Path, overrides: Mapping[str, object] | None = None) -
 def parse_spec(data, source: str = "spec", overrides: Mapping[str, object] | None = None) -> SchemeSpec:
     """Validate a spec already parsed into a dict (see :func:`load_spec`)."""
     from genir.features import FEATURES
-    from genir.ids import SCHEMES
+    from genir.ids import available_schemes
 
+    SCHEMES = available_schemes()
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping with fields {list(TOP_LEVEL)}, got {type(data).__name__}")
     params = data.get("params")
@@ -88,7 +89,12 @@ def parse_spec(data, source: str = "spec", overrides: Mapping[str, object] | Non
     if "scheme" not in data:
         raise ConfigError(f"{source}: scheme: missing; expected one of {sorted(SCHEMES)}")
     scheme = _choice(data, "scheme", sorted(SCHEMES), source)
-    features = _choice(data, "features", sorted(FEATURES), source, default="text")
+    features = data.get("features", "text")
+    names = [f.strip() for f in features.split(",")] if isinstance(features, str) else [None]
+    if not names or any(n not in FEATURES for n in names):
+        raise ConfigError(f"{source}: features: expected one of {sorted(FEATURES)}, or several joined by "
+                          f"commas (text,kg), got {features!r}")
+    features = ",".join(names)
     collision = _choice(data, "collision", list(POLICIES), source, default="index")
     description = data.get("description", "") or ""
     if not isinstance(description, str):
@@ -99,8 +105,9 @@ def parse_spec(data, source: str = "spec", overrides: Mapping[str, object] | Non
 
 def build_scheme(spec: SchemeSpec | str | Path) -> IdScheme:
     """An unfitted scheme for a spec (or a spec file)."""
-    from genir.ids import SCHEMES
+    from genir.ids import available_schemes
 
+    SCHEMES = available_schemes()
     if not isinstance(spec, SchemeSpec):
         spec = load_spec(spec)
     return SCHEMES[spec.scheme](spec.config)

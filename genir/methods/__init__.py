@@ -15,6 +15,7 @@ from genir.errors import ConfigError
 from genir.methods.base import MethodConfig, Recommender
 from genir.methods.bpr import BPR, BPRConfig
 from genir.methods.lightgcn import LightGCN, LightGCNConfig
+from genir.methods.mmgrec import MMGRec, MMGRecConfig
 from genir.methods.pop import MostPopular, MostPopularConfig
 from genir.methods.sasrec import SASRec, SASRecConfig
 from genir.methods.tiger import Tiger, TigerConfig
@@ -25,6 +26,7 @@ METHODS: dict[str, tuple[type[MethodConfig], type[Recommender]]] = {
     "lightgcn": (LightGCNConfig, LightGCN),
     "sasrec": (SASRecConfig, SASRec),
     "tiger": (TigerConfig, Tiger),
+    "mmgrec": (MMGRecConfig, MMGRec),
 }
 
 

@@ -80,7 +80,7 @@ def write(tmp_path, text: str) -> Path:
     ("scheme: rqvae\ncollision: sinkhorn\n", r"collision: expected one of \['index', 'popularity', 'none'\], got 'sinkhorn'"),
     ("scheme: vqvae\n", r"scheme: expected one of \[.*'rqvae'.*\], got 'vqvae'"),
     ("features: text\n", r"scheme: missing"),
-    ("scheme: rqvae\nfeatures: pixels\n", r"features: expected one of \[.*'text'.*\], got 'pixels'"),
+    ("scheme: rqvae\nfeatures: pixels\n", r"features: expected one of \[.*'text'.*\], or several joined by commas \(text,kg\), got 'pixels'"),
     ("scheme: rqvae\ncodebook_size: 8\n", r"unknown field\(s\) \['codebook_size'\]; .*go under params:"),
     ("scheme: rqvae\nparams: [1, 2]\n", r"params: expected a mapping"),
     ("- scheme\n", r"expected a mapping with fields"),

@@ -12,7 +12,7 @@ from tests.conftest import make_inter
 from tests.index.conftest import write_spec
 
 N_ITEMS = 24
-TINY = {"d_model": 32, "d_kv": 8, "num_heads": 2, "d_ff": 64, "num_encoder_layers": 1, "num_decoder_layers": 1,
+TINY = {"d_model": 32, "num_heads": 2, "d_ff": 64, "num_encoder_layers": 1, "num_decoder_layers": 1,
         "max_history": 5, "beam_width": 8}
 
 

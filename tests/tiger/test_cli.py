@@ -4,7 +4,7 @@ import json
 
 from genir.cli import main
 
-TRAIN = ["epochs=2", "progress=false", "cpu=true", "d_model=32", "d_kv=8", "num_heads=2", "d_ff=64",
+TRAIN = ["epochs=2", "progress=false", "cpu=true", "d_model=32", "num_heads=2", "d_ff=64",
          "num_encoder_layers=1", "num_decoder_layers=1", "max_history=5", "beam_width=8", "batch_size=32"]
 
 

@@ -19,21 +19,50 @@ def eval_batch(split, stage="test") -> EvalBatch:
     return EvalBatch(torch.arange(len(hist)), history, lens, split.num_items)
 
 
-def test_training_examples_and_tokens(tiger, split, index_dir):
-    from genir.index import load_index
-
+def test_training_windows_cover_every_target_once(tiger, split):
     data = tiger.train_dataset(split)
-    assert len(data) == sum(max(0, len(h) - 1) for h in split.histories(None))
-    batch = tiger.collate([data[i] for i in range(4)])
-    L = tiger.num_levels
-    assert batch["labels"].shape == (4, L)
-    assert (batch["input_ids"][:, -1] == tiger.config.eos_id).all()
-    assert ((batch["input_ids"].shape[1] - 1) % L) == 0
-    assert torch.equal(batch["attention_mask"], (batch["input_ids"] != 0).long())
-    # the label of example 0 is the code tokens of its target item: base 2 + per-level offsets
-    table = load_index(index_dir).table
-    target = data[0][1]
-    assert batch["labels"][0].tolist() == (table.to_tokens(table.codes_of([target]))[0] + 2).tolist()
+    hist = split.histories(None)
+    targets = [0] * split.num_users
+    for i in range(len(data)):
+        user, inp, tgt = data[i]
+        keep = tgt != split.num_items
+        assert (inp[keep] != split.num_items).all()  # every target has its previous item as input
+        targets[user] += int(keep.sum())
+    assert targets == [max(0, len(h) - 1) for h in hist]
+
+
+def test_window_training_equals_one_pass_per_prefix(split, index_dir):
+    """Without positional embeddings a target's loss inside a window equals its loss with only its own prefix as
+    input (right-aligned, as at inference): the all-positions objective is TIGER's per-prefix objective."""
+    from genir.methods import build_method
+
+    model = build_method("tiger", split, {"index": str(index_dir), **TINY, "position": "none"}, seed=0).eval()
+    user, inp, tgt = (torch.as_tensor(x)[None] for x in model.train_dataset(split)[0])
+    pad = split.num_items
+    with torch.no_grad():
+        for s in (tgt[0] != pad).nonzero().flatten().tolist():
+            only = torch.full_like(tgt, pad)
+            only[0, s] = tgt[0, s]
+            prefix = torch.full_like(inp, pad)
+            prefix[0, inp.shape[1] - (s + 1):] = inp[0, : s + 1]
+            last = torch.full_like(tgt, pad)
+            last[0, -1] = tgt[0, s]
+            assert torch.isclose(model.loss((user, inp, only)), model.loss((user, prefix, last)), atol=1e-5)
+
+
+def test_future_items_do_not_change_a_targets_loss(tiger, split):
+    tiger.eval()
+    data = tiger.train_dataset(split)
+    user, inp, tgt = (torch.as_tensor(x)[None] for x in data[0])
+    pad = split.num_items
+    slots = (tgt[0] != pad).nonzero().flatten().tolist()
+    s = slots[0]
+    only = torch.full_like(tgt, pad)
+    only[0, s] = tgt[0, s]
+    changed = inp.clone()
+    changed[0, s + 1:] = (changed[0, s + 1:] + 1) % pad  # different later items
+    with torch.no_grad():
+        assert torch.isclose(tiger.loss((user, inp, only)), tiger.loss((user, changed, only)), atol=1e-6)
 
 
 def test_three_epochs_lower_the_loss(tiger, split):
@@ -60,8 +89,7 @@ def test_beam_equals_exact_when_the_beam_holds_every_item(tiger, split):
     exact = tiger.exact_full_scores(batch)
     assert torch.isfinite(beam).all()  # every item decoded
     torch.testing.assert_close(beam, exact, atol=1e-4, rtol=1e-4)
-    # probabilities of all IDs sum to one (the constraint renormalizes nothing; T5 has no other L-token outputs
-    # here, so the sum is <= 1)
+    # the probabilities of all valid IDs sum to at most one (the constraint renormalizes nothing)
     assert (torch.logsumexp(exact, dim=1) <= 1e-4).all()
 
 

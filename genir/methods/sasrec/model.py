@@ -41,21 +41,26 @@ class SequenceWindows(TorchDataset):
     def __init__(self, histories: list[np.ndarray], max_len: int, pad_id: int):
         self.max_len = max_len
         self.pad_id = pad_id
-        windows = []
-        for seq in histories:
+        windows, owners = [], []
+        for owner, seq in enumerate(histories):
             end = len(seq)
             while end >= 2:
                 start = max(0, end - max_len - 1)
                 windows.append(seq[start:end])
+                owners.append(owner)
                 end = start + 1  # the window's first item is the next window's last target
                 if start == 0:
                     break
         self.windows = windows
+        self.owners = owners  # index in ``histories`` (the user) of each window
 
     def __len__(self) -> int:
         return len(self.windows)
 
     def __getitem__(self, idx):
+        return self.window(idx)
+
+    def window(self, idx) -> tuple[torch.Tensor, torch.Tensor]:
         w = self.windows[idx]
         inp = np.full(self.max_len, self.pad_id, dtype=np.int64)
         tgt = np.full(self.max_len, self.pad_id, dtype=np.int64)

@@ -9,7 +9,7 @@ from genir.methods.base import MethodConfig
 
 @dataclass
 class TigerConfig(MethodConfig):
-    """TIGER: a T5 encoder-decoder, trained from scratch, that reads the semantic IDs of a user's recent items and
+    """A transformer encoder-decoder, trained from scratch, that reads the semantic IDs of a user's recent items and
     generates the semantic ID of the next one under a prefix-index constraint.
 
     Defaults are CPU-friendly; the paper's values are in the comments (see README.md for all deviations).
@@ -17,13 +17,12 @@ class TigerConfig(MethodConfig):
 
     index: str = ""  # index dir built by `genir index build` (required): semantic IDs + prefix index
     d_model: int = 128  # paper: 128
-    num_heads: int = 4  # paper: 6 heads
-    d_kv: int = 32  # paper: 64 per head
+    num_heads: int = 4  # paper: 6 heads of 64
     d_ff: int = 512  # paper: 1024
     num_encoder_layers: int = 2  # paper: 4
     num_decoder_layers: int = 2  # paper: 4
     dropout: float = 0.1  # paper: 0.1
     max_history: int = 20  # items read by the encoder (paper: 20)
-    beam_width: int = 20  # beams of the constrained decoding, also the number of items returned
-    pad_id: int = 0  # special tokens; code tokens start at 2 with the index's per-level offsets
-    eos_id: int = 1
+    beam_width: int = 20  # beams of the constrained decoding, also the number of items returned (paper: 20)
+    position: str = "absolute"  # absolute | relation (MMGRec's user-aware attention) | none
+    encoder_input: str = "codes"  # codes (L tokens per item) | items (sum of an item's code embeddings) | features

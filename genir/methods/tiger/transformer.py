@@ -1,0 +1,235 @@
+"""The encoder-decoder shared by the generative recommenders (TIGER, MMGRec): it reads a user's history and
+emits the L tokens of the next item's semantic ID.
+
+One network, three switches:
+
+* ``encoder_input``: ``"codes"`` - every history item is its L code tokens (TIGER), ``"items"`` - every history
+  item is one token, the sum of its L code-token embeddings (L times fewer encoder tokens), or ``"features"`` -
+  every history item is one token, a linear map of a fixed item vector (MMGRec's frozen graph representations);
+* ``position``: ``"absolute"`` - learned embeddings of the item's slot in the right-aligned window (TIGER in
+  genir, SASRec-style), ``"relation"`` - no positional encoding; MMGRec's relation-aware (user-aware)
+  self-attention adds ``(g_u * U_Q x_i) . (g_u * U_K x_j) / sqrt(d_h)`` to every head's logits and
+  ``g_u * U_V x_j`` to every head's values, with the gate ``g_u = MLP(h_u)`` from a user vector, or ``"none"``;
+* the vocabulary: token 0 = PAD, 1 = BOS (decoder start), codes from 2 with per-level offsets
+  (:class:`~genir.decoding.CodeTokenLayout`), so a code of one level can never be emitted at another.
+
+Training reads a window of T history items once and trains all of its T next-item targets together: the encoder
+is causal at item granularity (a token of item i sees the tokens of items <= i), and the decoder of target slot s
+(predicting item s + 1) cross-attends only to items <= s. This is SASRec's all-positions objective carried over to
+an encoder-decoder: an epoch costs one pass per window instead of one encoder pass per (user, position), ~avg
+history length times fewer encoder tokens than TIGER's one-example-per-prefix training, with the same
+conditional distributions (each target sees exactly its own past). A learned start token, visible to every query,
+gives empty histories a well-defined (popularity-like) prediction and keeps attention rows from being empty.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PAD, BOS, CODE_BASE = 0, 1, 2
+POSITIONS = ("absolute", "relation", "none")
+ENCODER_INPUTS = ("codes", "items", "features")
+
+
+class Attention(nn.Module):
+    """Multi-head attention on :func:`torch.nn.functional.scaled_dot_product_attention` with a boolean mask
+    (True = may attend) and, when ``relation`` is set, MMGRec's user-gated relation term (module docstring)."""
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float, relation: bool = False, user_dim: int = 0):
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError(f"d_model {d_model} is not divisible by num_heads {num_heads}")
+        self.h, self.dh, self.dropout = num_heads, d_model // num_heads, dropout
+        self.q = nn.Linear(d_model, d_model)
+        self.kv = nn.Linear(d_model, 2 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.relation = relation
+        if relation:
+            self.u_qkv = nn.Linear(d_model, 3 * self.dh, bias=False)  # U_Q, U_K, U_V: single-head projections
+            self.gate = nn.Sequential(nn.Linear(user_dim, self.dh), nn.Tanh(), nn.Linear(self.dh, self.dh))
+
+    def forward(self, x, memory, allowed, user=None):
+        """x (B, Q, D), memory (B, S, D), allowed (B or 1, Q, S) bool, user (B, du) -> (B, Q, D)."""
+        b, nq, d = x.shape
+        q = self.q(x).view(b, nq, self.h, self.dh).transpose(1, 2)  # (B, H, Q, dh)
+        k, v = self.kv(memory).view(b, memory.shape[1], 2, self.h, self.dh).permute(2, 0, 3, 1, 4)  # (B, H, S, dh)
+        mask = allowed[:, None]
+        if self.relation:
+            if memory is not x:
+                raise ValueError("the relation-aware term is a self-attention term")
+            g = self.gate(user)[:, None, :]  # (B, 1, dh)
+            uq, uk, uv = (g * t for t in self.u_qkv(x).split(self.dh, dim=-1))  # (B, S, dh) each
+            bias = (uq @ uk.transpose(1, 2)) / math.sqrt(self.dh)  # (B, S, S), shared by the heads
+            mask = bias[:, None].masked_fill(~allowed[:, None], float("-inf"))
+            v = v + uv[:, None]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(b, nq, d))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: self-attention, optional cross-attention, feed-forward."""
+
+    def __init__(self, d_model, num_heads, d_ff, dropout, cross: bool, relation: bool = False, user_dim: int = 0):
+        super().__init__()
+        self.self_attn = Attention(d_model, num_heads, dropout, relation, user_dim)
+        self.n1 = nn.LayerNorm(d_model)
+        self.cross = Attention(d_model, num_heads, dropout) if cross else None
+        self.n2 = nn.LayerNorm(d_model) if cross else None
+        self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
+        self.n3 = nn.LayerNorm(d_model)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, self_allowed, memory=None, cross_allowed=None, user=None):
+        h = self.n1(x)
+        x = x + self.drop(self.self_attn(h, h, self_allowed, user))
+        if self.cross is not None:
+            x = x + self.drop(self.cross(self.n2(x), memory, cross_allowed))
+        return x + self.drop(self.ff(self.n3(x)))
+
+
+class GenerativeTransformer(nn.Module):
+    """History -> next item's code tokens. See the module docstring for the switches and the training layout."""
+
+    def __init__(self, vocab_size: int, num_levels: int, *, d_model: int, num_heads: int, d_ff: int,
+                 num_encoder_layers: int, num_decoder_layers: int, dropout: float, max_history: int,
+                 position: str = "absolute", encoder_input: str = "codes", item_dim: int = 0, user_dim: int = 0):
+        super().__init__()
+        if position not in POSITIONS:
+            raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
+        if encoder_input not in ENCODER_INPUTS:
+            raise ValueError(f"encoder_input must be one of {ENCODER_INPUTS}, got {encoder_input!r}")
+        if encoder_input == "features" and item_dim <= 0:
+            raise ValueError("encoder_input='features' needs item_dim > 0")
+        if position == "relation" and user_dim <= 0:
+            raise ValueError("position='relation' needs user_dim > 0 (the size of the user vectors)")
+        self.num_levels, self.position, self.encoder_input = num_levels, position, encoder_input
+        self.max_history = max_history
+        self.token_emb = nn.Embedding(vocab_size, d_model, padding_idx=PAD)
+        self.enc_level = nn.Embedding(num_levels, d_model)
+        self.dec_level = nn.Embedding(num_levels, d_model)
+        self.pos_emb = nn.Embedding(max_history, d_model) if position == "absolute" else None
+        self.item_proj = nn.Linear(item_dim, d_model, bias=False) if encoder_input == "features" else None
+        self.start = nn.Parameter(torch.zeros(d_model))
+        relation = position == "relation"
+        self.encoder = nn.ModuleList(Block(d_model, num_heads, d_ff, dropout, cross=False, relation=relation,
+                                           user_dim=user_dim) for _ in range(num_encoder_layers))
+        self.decoder = nn.ModuleList(Block(d_model, num_heads, d_ff, dropout, cross=True)
+                                     for _ in range(num_decoder_layers))
+        self.enc_norm, self.dec_norm = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.drop = nn.Dropout(dropout)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def encode(self, item_tokens, item_valid, item_vectors=None, user=None):
+        """Encode a right-aligned window.
+
+        Args:
+            item_tokens: (B, T, L) code tokens of the history items (PAD rows for padding).
+            item_valid: (B, T) bool, False for padding.
+            item_vectors: (B, T, item_dim) with ``encoder_input='features'``.
+            user: (B, user_dim) with ``position='relation'``.
+
+        Returns: memory (B, S, D) and ``memory_item`` (B, S): the window slot of each memory token (-1 for the
+        start token, which every query may read; a large value for padding, which none may).
+        """
+        b, t, nl = item_tokens.shape
+        dev = item_tokens.device
+        slot = torch.arange(t, device=dev)
+        if self.encoder_input == "codes":
+            h = self.token_emb(item_tokens) + self.enc_level.weight  # (B, T, L, D)
+            if self.pos_emb is not None:
+                h = h + self.pos_emb(slot + self.max_history - t)[:, None]
+            h = h.flatten(1, 2)  # (B, T*L, D)
+            item = slot.repeat_interleave(nl).expand(b, -1)
+            valid = item_valid.repeat_interleave(nl, dim=1)
+        else:
+            h = self.token_emb(item_tokens).sum(2) if self.encoder_input == "items" else self.item_proj(item_vectors)
+            if self.pos_emb is not None:
+                h = h + self.pos_emb(slot + self.max_history - t)
+            item, valid = slot.expand(b, -1), item_valid
+        h = torch.cat([self.start.expand(b, 1, -1), h], dim=1)
+        item = torch.cat([item.new_full((b, 1), -1), item.masked_fill(~valid, 1 << 30)], dim=1)  # (B, S)
+        allowed = item[:, None, :] <= item[:, :, None].clamp_max(t)  # (B, S, S): keys of items <= query's item
+        x = self.drop(h)
+        for block in self.encoder:
+            x = block(x, allowed, user=user)
+        return self.enc_norm(x), item
+
+    def decode(self, tokens, levels, memory, memory_item, group, limit):
+        """Logits (B, Q, V) of decoder inputs ``tokens`` (B, Q) at ID levels ``levels`` (Q,).
+
+        Queries with equal ``group`` (B or 1, Q) form one target's sequence and see each other causally (queries
+        of one group are contiguous); a query reads the memory tokens whose item is <= its ``limit`` (B or 1, Q).
+        Training packs the T targets of a window as T groups; decoding packs the beams of a query as groups, so
+        beams share the query's memory instead of copying it."""
+        nq = tokens.shape[1]
+        x = self.drop(self.token_emb(tokens) + self.dec_level(levels))
+        order = torch.arange(nq, device=tokens.device)
+        allowed_self = (group[:, :, None] == group[:, None, :]) & (order[None, :] <= order[:, None])[None]
+        allowed_cross = memory_item[:, None, :] <= limit[:, :, None]
+        for block in self.decoder:
+            x = block(x, allowed_self, memory, allowed_cross)
+        return self.dec_norm(x) @ self.token_emb.weight.T  # tied output embedding
+
+    def training_loss(self, item_tokens, item_valid, target_tokens, target_valid, item_vectors=None, user=None):
+        """Mean cross-entropy over the L tokens of every valid target of every window.
+
+        item_tokens (B, T, L) inputs; target_tokens (B, T, L): the ID of the item after each input slot;
+        target_valid (B, T)."""
+        b, t, nl = target_tokens.shape
+        memory, memory_item = self.encode(item_tokens, item_valid, item_vectors, user)
+        bos = target_tokens.new_full((b, t, 1), BOS)
+        dec_in = torch.cat([bos, target_tokens[:, :, :-1]], dim=2).flatten(1)  # (B, T*L)
+        slot = torch.arange(t, device=dec_in.device).repeat_interleave(nl)[None]  # (1, T*L)
+        levels = torch.arange(nl, device=dec_in.device).repeat(t)
+        logits = self.decode(dec_in, levels, memory, memory_item, slot, slot)  # (B, T*L, V)
+        labels = target_tokens.masked_fill(~target_valid[:, :, None], -100).flatten(1)
+        return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+
+
+class DecoderStep:
+    """``step_fn`` / ``reorder_cache`` for :func:`genir.decoding.constrained_beam_search` and
+    :func:`genir.decoding.exact_scores`. The cache is ``(memory, memory_item)`` of the B queries plus the number
+    of rows per query; the rows of one query are contiguous (query-major, as both searches keep them), so each
+    step decodes all of a query's rows against its one memory (no per-beam copy) and re-runs the short L-token
+    decoder over BOS + the codes so far."""
+
+    def __init__(self, net: GenerativeTransformer):
+        self.net = net
+
+    @staticmethod
+    def init_state(memory, memory_item):
+        return memory, memory_item, 1
+
+    def __call__(self, tokens, cache):
+        memory, memory_item, per_query = cache
+        rows, n = tokens.shape
+        b = memory.shape[0]
+        dec_in = torch.cat([tokens.new_full((rows, 1), BOS), tokens], dim=1).view(b, per_query * (n + 1))
+        levels = torch.arange(n + 1, device=tokens.device).repeat(per_query)
+        group = torch.arange(per_query, device=tokens.device).repeat_interleave(n + 1)[None]
+        limit = torch.full_like(group, 1 << 29)  # every history item (padding is 1 << 30)
+        logits = self.net.decode(dec_in, levels, memory, memory_item, group, limit)  # (B, g*(n+1), V)
+        return logits.view(rows, n + 1, -1)[:, -1], cache
+
+    @staticmethod
+    def reorder_cache(cache, rows):
+        memory, memory_item, per_query = cache
+        b = memory.shape[0]
+        if rows.numel() % b:
+            raise ValueError(f"{rows.numel()} rows for {b} queries: rows must be query-major")
+        new = rows.numel() // b
+        expected = torch.arange(b, device=rows.device).repeat_interleave(new)
+        if not torch.equal(rows // per_query, expected):
+            raise ValueError("DecoderStep keeps one memory per query: rows must stay grouped by query")
+        return memory, memory_item, new
