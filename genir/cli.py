@@ -98,10 +98,33 @@ def cmd_eval(args) -> int:
     if not args.run:
         raise ConfigError("genir eval: give --run DIR (or --index DIR)")
     model, split, info = load_run(args.run)
-    metrics = evaluate_model(model, split, args.stage)
-    _print_metrics({f"{info['spec']['model']} ({args.stage})": metrics})
+    rows = {f"{info['spec']['model']} ({args.stage})": evaluate_model(model, split, args.stage)}
+    out = {"metrics": next(iter(rows.values()))}
+    if args.exact:
+        if not hasattr(model, "exact_full_scores"):
+            raise ConfigError(f"{args.run}: model {info['spec']['model']!r} has no exact mode (--exact is for "
+                              "generative models over an index)")
+        from genir.eval.agreement import ranking_agreement
+
+        device = next(model.parameters()).device
+        agree = ranking_agreement(split, lambda b: model.full_scores(b.to(device)),
+                                  lambda b: model.exact_full_scores(b.to(device)), args.stage, k=10)
+        rows[f"{info['spec']['model']} exact ({args.stage})"] = agree["metrics_exact"]
+        out["agreement"] = agree
+    for other in args.compare or []:
+        m, s, i = load_run(other)
+        if s.dataset.fingerprint() != split.dataset.fingerprint() or s.protocol != split.protocol:
+            raise ConfigError(f"{other}: trained on another dataset or split than {args.run}; not comparable")
+        rows[f"{i['spec']['model']} ({args.stage})"] = evaluate_model(m, s, args.stage)
+        out.setdefault("compare", {})[other] = rows[f"{i['spec']['model']} ({args.stage})"]
+    _print_metrics(rows)
+    if args.exact:
+        a = out["agreement"]
+        print(f"\nbeam vs exact top-10 over {a['users']} users: same list {a['same_top_k_list']:.1%}, same set "
+              f"{a['same_top_k_set']:.1%}, mean overlap {a['mean_overlap']:.1%}; NDCG@10 beam - exact = "
+              f"{a['metric_difference']['ndcg@10']:+.4f}")
     if args.json:
-        print(json.dumps(metrics))
+        print(json.dumps(out if len(out) > 1 else out["metrics"]))
     return 0
 
 
@@ -217,6 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--index", default=None, help="evaluate the model trained on this index dir (DIR/model)")
     ev.add_argument("--stage", default="test", choices=["valid", "test"])
     ev.add_argument("--json", action="store_true", help="also print the metrics as JSON")
+    ev.add_argument("--exact", action="store_true",
+                    help="generative models: also rank by the exact log-probability of every ID and report how "
+                         "often the beam's top-10 agrees with it")
+    ev.add_argument("--compare", nargs="+", default=None, metavar="RUN",
+                    help="other run dirs (same dataset and split) evaluated into the same table, e.g. a SASRec run")
     ev.set_defaults(func=cmd_eval)
 
     rc = sub.add_parser("recommend", help="top-k items for users of a trained run, with titles")

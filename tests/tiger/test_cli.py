@@ -40,6 +40,20 @@ def test_train_retrieve_eval_through_the_index(index_dir, dataset, tmp_path, cap
     out = capsys.readouterr().out
     assert "tiger (test)" in out and "ndcg@10" in out
 
+    # beside SASRec's row, with the exact ranking and the beam's agreement with it
+    sasrec = tmp_path / "sasrec"
+    assert main(["train", "--model", "sasrec", "--dataset", str(dataset.source), "--out", str(sasrec), "epochs=1",
+                 "progress=false", "cpu=true", "hidden_size=8", "max_seq_length=5"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--index", str(index_dir), "--exact", "--compare", str(sasrec), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "| tiger (test) |" in out and "| tiger exact (test) |" in out and "| sasrec (test) |" in out
+    res = json.loads(out.strip().splitlines()[-1])
+    agree = res["agreement"]
+    assert agree["users"] == 20 and 0.0 <= agree["same_top_k_list"] <= agree["same_top_k_set"] <= 1.0
+    assert abs(agree["metric_difference"]["ndcg@10"] - (agree["metrics_approx"]["ndcg@10"]
+                                                        - agree["metrics_exact"]["ndcg@10"])) < 1e-12
+
 
 def test_train_with_model_and_index_field(index_dir, inter_file, tmp_path):
     out = tmp_path / "run"

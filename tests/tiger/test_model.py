@@ -130,3 +130,16 @@ def test_state_dict_round_trip_through_safetensors(tiger, split, index_dir, tmp_
     for (name, a), (_, b) in zip(tiger.named_parameters(), other.named_parameters()):
         assert torch.equal(a, b), name
     assert np.isfinite(other.exact_full_scores(eval_batch(split)).numpy()).all()
+
+
+def test_agreement_is_total_when_the_beam_holds_every_item(tiger, split):
+    from genir.eval.agreement import ranking_agreement
+
+    tiger.config.beam_width = split.num_items
+    tiger.eval()
+    res = ranking_agreement(split, tiger.full_scores, tiger.exact_full_scores, "test", k=5)
+    assert res["same_top_k_set"] == 1.0 and res["mean_overlap"] == 1.0
+    assert all(abs(v) < 1e-9 for v in res["metric_difference"].values())
+    tiger.config.beam_width = 2  # a beam narrower than k can never hold the exact top-5
+    res = ranking_agreement(split, tiger.full_scores, tiger.exact_full_scores, "test", k=5)
+    assert res["same_top_k_set"] == 0.0 and res["mean_overlap"] <= 2 / 5

@@ -43,7 +43,8 @@ def _mean_matrix(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> 
     deg = np.asarray(a.sum(1)).ravel()
     a = (sp.diags(np.where(deg > 0, 1.0 / np.maximum(deg, 1), 0.0).astype(np.float32)) @ a).tocoo()
     idx = torch.as_tensor(np.vstack([a.row, a.col]), dtype=torch.long)
-    return torch.sparse_coo_tensor(idx, torch.as_tensor(a.data, dtype=torch.float32), shape).coalesce()
+    return torch.sparse_coo_tensor(idx, torch.as_tensor(a.data, dtype=torch.float32), shape,
+                                   check_invariants=True).coalesce()
 
 
 class GraphSAGEEncoder(Recommender):
