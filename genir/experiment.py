@@ -108,7 +108,8 @@ def write_report(exp: Experiment, out: str | Path, *, title: str, recipe: str, q
         "recipe": recipe, "dataset": exp.split.dataset.name, "split": exp.split.describe(), "seeds": exp.seeds,
         "quick": quick, "command": " ".join([Path(sys.executable).name] + sys.argv),
         "environment": environment(), "arms": [arm.__dict__ for arm in exp.arms], "test": test, "valid": valid,
-        "timing": exp.timing(), "runs": exp.runs, **(extra or {}),
+        "timing": exp.timing(), "runs": exp.runs, "train_loss_curves": exp.losses,
+        "valid_ndcg10_curves": exp.curves, **(extra or {}),
     }
     header = (f"{title}: {exp.split.protocol}, full ranking with history masked, mean ± std over seeds "
               f"{exp.seeds}; model selection on the validation split only.\n\n")

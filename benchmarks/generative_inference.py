@@ -1,0 +1,157 @@
+"""Inference cost of generative retrieval vs embed-and-retrieve, measured side by side in one run.
+
+    python benchmarks/generative_inference.py [--device cpu|cuda] [--scale 100] [--repeats 3]
+
+For the 943 ml-100k test users (batches of 256), users per second of
+
+* MMGRec: encoder over the history + constrained beam search (beams 20, top 20) over the index's prefix index;
+* SASRec: encoder over the history + scores of every catalogue item (dot products) + top-20.
+
+at the real catalogue (1,682 items, the Graph RQ-VAE IDs of ``tokenizers/graph_rqvae.yaml`` level sizes) and at
+a ``--scale`` times larger synthetic one: random unique ID tuples over the same three 32-code levels plus a
+collision level wide enough to hold them, and a random SASRec item table of the same size. Both models have their
+default sizes and random weights: the cost of a forward pass and of the search does not depend on the weights'
+values (the beam's width and the index's branching do not change with training). Results go to
+``benchmarks/results/generative_inference[-<device>].json`` with the machine and the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genir.data import load_dataset, make_split
+from genir.decoding import CodeTokenLayout, PrefixIndex, constrained_beam_search
+from genir.eval.evaluator import pad_histories
+from genir.methods.mmgrec import MMGRecConfig
+from genir.methods.sasrec import SASRec, SASRecConfig
+from genir.methods.tiger.transformer import CODE_BASE, DecoderStep, GenerativeTransformer
+from genir.runs import environment
+
+OUT = Path(__file__).resolve().parent / "results"
+
+
+def synthetic_codes(n: int, sizes: list[int], seed: int = 0) -> tuple[np.ndarray, list[int]]:
+    """``n`` unique code tuples: semantic levels drawn at random, a last level numbering the items that share
+    them (as the collision handling does); returns (codes (n, L + 1), level sizes)."""
+    rng = np.random.default_rng(seed)
+    sem = np.stack([rng.integers(0, k, n) for k in sizes], axis=1)
+    _, inverse = np.unique(sem, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    order = np.argsort(inverse, kind="stable")
+    rank = np.empty(n, dtype=np.int64)
+    starts = np.r_[0, np.flatnonzero(np.diff(inverse[order])) + 1]
+    counts = np.diff(np.r_[starts, n])
+    rank[order] = np.arange(n) - np.repeat(starts, counts)
+    return np.concatenate([sem, rank[:, None]], axis=1), [*sizes, int(rank.max()) + 1]
+
+
+def mmgrec_timer(num_items: int, histories, device, seed: int = 0):
+    cfg = MMGRecConfig()
+    codes, sizes = synthetic_codes(num_items, [32, 32, 32], seed)
+    layout = CodeTokenLayout(sizes, base=CODE_BASE)
+    index = PrefixIndex.from_codes(codes, sizes).to(device)
+    torch.manual_seed(seed)
+    net = GenerativeTransformer(layout.vocab_end, layout.num_levels, d_model=cfg.d_model, num_heads=cfg.num_heads,
+                                d_ff=cfg.d_ff, num_encoder_layers=cfg.num_encoder_layers,
+                                num_decoder_layers=cfg.num_decoder_layers, dropout=0.0, max_history=cfg.max_history,
+                                position="relation", encoder_input="features", item_dim=64, user_dim=64)
+    net.to(device).eval()
+    item_vectors = torch.randn(num_items + 1, 64, device=device)
+    item_tokens = layout.to_tokens(torch.as_tensor(codes, device=device))
+    item_tokens = torch.cat([item_tokens, torch.zeros_like(item_tokens[:1])])
+    users = torch.randn(len(histories), 64, device=device)
+
+    @torch.no_grad()
+    def run(rows):
+        hist, _ = pad_histories([histories[r] for r in rows], num_items, cfg.max_history)
+        hist = hist.to(device)
+        memory = net.encode(item_tokens[hist], hist != num_items, item_vectors[hist], users[rows])
+        res = constrained_beam_search(DecoderStep(net), DecoderStep.init_state(*memory), len(rows), index,
+                                      cfg.beam_width, cfg.beam_width, layout=layout)
+        return res.items
+
+    return run, {"index_bytes": index.nbytes, "level_sizes": sizes}
+
+
+def sasrec_timer(split, num_items: int, histories, device, seed: int = 0):
+    torch.manual_seed(seed)
+    model = SASRec(SASRecConfig(), split)
+    model.item_emb = torch.nn.Embedding(num_items + 1, model.config.hidden_size, padding_idx=num_items)
+    model.pad_id, model.num_items = num_items, num_items
+    model.to(device).eval()
+    L = model.config.max_seq_length
+
+    @torch.no_grad()
+    def run(rows):
+        hist, _ = pad_histories([histories[r] for r in rows], num_items, L)
+        seq = torch.nn.functional.pad(hist, (L - hist.shape[1], 0), value=num_items).to(device)
+        h = model.encode(seq)[:, -1]
+        return (h @ model.item_emb.weight[:num_items].T).topk(20, dim=1).indices
+
+    return run, {}
+
+
+def users_per_second(run, n_users: int, batch: int, repeats: int, device) -> float:
+    rows = [np.arange(s, min(s + batch, n_users)) for s in range(0, n_users, batch)]
+    run(rows[0])  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        for r in rows:
+            run(r)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return n_users / best
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--scale", type=int, default=100)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    split = make_split(load_dataset("ml-100k"), "loo")
+    # the test histories, re-indexed into the synthetic catalogue (item ids < 1682 exist in every catalogue)
+    histories = [np.asarray(h) for h in split.histories("test")]
+    n_users = len(histories)
+    rows = []
+    for scale in (1, args.scale):
+        n = split.num_items * scale
+        mm, mm_info = mmgrec_timer(n, histories, device)
+        sr, _ = sasrec_timer(split, n, histories, device)
+        ups_mm = users_per_second(mm, n_users, args.batch, args.repeats, device)
+        ups_sr = users_per_second(sr, n_users, args.batch, args.repeats, device)
+        row = {"catalogue": n, "scale": scale, "mmgrec_users_per_s": ups_mm, "sasrec_users_per_s": ups_sr,
+               "mmgrec_over_sasrec_time": ups_sr / ups_mm, **mm_info}
+        rows.append(row)
+        print(f"catalogue {n:>8d}: MMGRec {ups_mm:8.1f} users/s, SASRec {ups_sr:8.1f} users/s, "
+              f"MMGRec time / SASRec time = {ups_sr / ups_mm:.2f}", flush=True)
+    growth = {"mmgrec_slowdown": rows[0]["mmgrec_users_per_s"] / rows[1]["mmgrec_users_per_s"],
+              "sasrec_slowdown": rows[0]["sasrec_users_per_s"] / rows[1]["sasrec_users_per_s"]}
+    print(f"x{args.scale} catalogue: MMGRec {growth['mmgrec_slowdown']:.2f}x slower, SASRec "
+          f"{growth['sasrec_slowdown']:.2f}x slower")
+    result = {"benchmark": "generative_inference", "device": str(device), "users": n_users, "batch": args.batch,
+              "repeats": args.repeats, "beam_width": 20, "rows": rows, "slowdown_at_scale": growth,
+              "command": " ".join([Path(sys.executable).name] + sys.argv), "environment": environment()}
+    out = Path(args.out) if args.out else OUT / f"generative_inference{'' if device.type == 'cpu' else '-' + device.type}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
