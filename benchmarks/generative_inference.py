@@ -7,9 +7,10 @@ For the 943 ml-100k test users (batches of 256), users per second of
 * MMGRec: encoder over the history + constrained beam search (beams 20, top 20) over the index's prefix index;
 * SASRec: encoder over the history + scores of every catalogue item (dot products) + top-20.
 
-at the real catalogue (1,682 items, the Graph RQ-VAE IDs of ``tokenizers/graph_rqvae.yaml`` level sizes) and at
-a ``--scale`` times larger synthetic one: random unique ID tuples over the same three 32-code levels plus a
-collision level wide enough to hold them, and a random SASRec item table of the same size. Both models have their
+at the real catalogue size (1,682 items) and at a ``--scale`` times larger one. The IDs are random unique tuples
+over the three 32-code levels of ``tokenizers/graph_rqvae.yaml`` plus a collision level wide enough to hold them
+(at 1,682 items this matches the real Graph RQ-VAE index's shape), and SASRec gets a random item table of the
+same size. Both models have their
 default sizes and random weights: the cost of a forward pass and of the search does not depend on the weights'
 values (the beam's width and the index's branching do not change with training). Results go to
 ``benchmarks/results/generative_inference[-<device>].json`` with the machine and the command.

@@ -48,7 +48,8 @@ GENERATIVE = {"lr": 1e-3, "batch_size": 64, "epochs": 60, "patience": 8}
 TIGER = {"max_history": 20}
 MMGREC = {}
 QUICK_MODEL = {"d_model": 32, "num_heads": 2, "d_ff": 64, "num_encoder_layers": 1, "num_decoder_layers": 1,
-               "max_history": 10, "epochs": 2, "patience": 2, "graph_epochs": 2}
+               "max_history": 10, "epochs": 2, "patience": 2, "graph_epochs": 2, "batch_size": 256,
+               "eval_batch_size": 512}
 QUICK_INDEX = {"epochs": 5, "graph_epochs": 2}
 
 
