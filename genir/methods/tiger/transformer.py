@@ -20,6 +20,9 @@ an encoder-decoder: an epoch costs one pass per window instead of one encoder pa
 history length times fewer encoder tokens than TIGER's one-example-per-prefix training, with the same
 conditional distributions (each target sees exactly its own past). A learned start token, visible to every query,
 gives empty histories a well-defined (popularity-like) prediction and keeps attention rows from being empty.
+The BOS input of each target also receives the encoder state of the target's most recent item (the "anchor"), as
+SASRec predicts from the state at the current position: otherwise a decoder query cannot tell which of the
+absolute positions it sees is the present (in training the present is slot s, at inference the last slot).
 """
 
 from __future__ import annotations
@@ -173,10 +176,16 @@ class GenerativeTransformer(nn.Module):
         Training packs the T targets of a window as T groups; decoding packs the beams of a query as groups, so
         beams share the query's memory instead of copying it."""
         nq = tokens.shape[1]
-        x = self.drop(self.token_emb(tokens) + self.dec_level(levels))
         order = torch.arange(nq, device=tokens.device)
         allowed_self = (group[:, :, None] == group[:, None, :]) & (order[None, :] <= order[:, None])[None]
-        allowed_cross = memory_item[:, None, :] <= limit[:, :, None]
+        allowed_cross = memory_item[:, None, :] <= limit[:, :, None]  # (B, Q, S)
+        # anchor: the encoder state of the last memory token a target may read (its most recent item, or the
+        # start token), added to the target's BOS input as SASRec reads the state at its own position: it tells
+        # the decoder where "now" is, which the keys' absolute positions alone do not
+        last = (allowed_cross * torch.arange(1, memory.shape[1] + 1, device=tokens.device)).argmax(-1)  # (B, Q)
+        anchor = memory.gather(1, last[:, :, None].expand(-1, -1, memory.shape[2]))
+        anchor = anchor * (levels == 0)[None, :, None]  # on the BOS input only: code tokens keep their identity
+        x = self.drop(self.token_emb(tokens) + self.dec_level(levels) + anchor)
         for block in self.decoder:
             x = block(x, allowed_self, memory, allowed_cross)
         return self.dec_norm(x) @ self.token_emb.weight.T  # tied output embedding
