@@ -126,3 +126,32 @@ class Recommender(nn.Module):
     def full_scores(self, batch: EvalBatch) -> torch.Tensor:
         """(B, num_items) scores for every item of the catalogue."""
         raise NotImplementedError(f"{type(self).__name__} must implement full_scores(batch)")
+
+
+class PropagatedRecommender(Recommender):
+    """A recommender whose user and item vectors come from one :meth:`propagate` over the whole catalogue (graph
+    convolutions, feature fusion): propagated once per evaluation round and scored by dot product.
+    Subclasses implement :meth:`propagate` and call :meth:`forget` in ``loss`` (the weights are about to change)."""
+
+    _cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(users (U, d), items (N, d))."""
+        raise NotImplementedError(f"{type(self).__name__} must implement propagate()")
+
+    def forget(self) -> None:
+        self._cache = None
+
+    def prepare_eval(self) -> None:
+        with torch.no_grad():
+            self._cache = self.propagate()
+
+    def full_scores(self, batch: EvalBatch) -> torch.Tensor:
+        if self._cache is None:
+            self.prepare_eval()
+        u_all, i_all = self._cache
+        return u_all[batch.users] @ i_all.T
+
+    def item_embeddings(self) -> torch.Tensor:
+        with torch.no_grad():
+            return self.propagate()[1]

@@ -13,8 +13,7 @@ import torch
 from torch import nn
 
 from genir.data.split import Split
-from genir.eval.evaluator import EvalBatch
-from genir.methods.base import MethodConfig, Recommender
+from genir.methods.base import MethodConfig, PropagatedRecommender
 from genir.methods.bpr.model import NegativeSampler, bpr_loss
 
 
@@ -42,7 +41,7 @@ def normalized_adjacency(split: Split) -> torch.Tensor:
     return torch.sparse_coo_tensor(idx, values, a.shape, check_invariants=True).coalesce()
 
 
-class LightGCN(Recommender):
+class LightGCN(PropagatedRecommender):
     config_class = LightGCNConfig
     # lr tuned on ml-100k validation (recipes/tune_baselines.py)
     trainer_defaults: ClassVar[dict] = {"lr": 1e-2, "batch_size": 2048, "epochs": 300, "patience": 10}
@@ -53,7 +52,6 @@ class LightGCN(Recommender):
         nn.init.xavier_uniform_(self.embedding.weight)
         self.register_buffer("adj", normalized_adjacency(split), persistent=False)
         self.sampler = NegativeSampler(split)
-        self._cache = None
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         e = self.embedding.weight
@@ -65,7 +63,7 @@ class LightGCN(Recommender):
         return out[: self.num_users], out[self.num_users:]
 
     def loss(self, batch) -> torch.Tensor:
-        self._cache = None
+        self.forget()
         users, pos = batch
         neg = self.sampler(users)
         u_all, i_all = self.propagate()
@@ -75,17 +73,3 @@ class LightGCN(Recommender):
         reg = (ego[users].pow(2).sum() + ego[pos + self.num_users].pow(2).sum()
                + ego[neg + self.num_users].pow(2).sum()) / len(users)
         return loss + self.config.reg_weight * reg
-
-    def prepare_eval(self) -> None:
-        with torch.no_grad():
-            self._cache = self.propagate()
-
-    def full_scores(self, batch: EvalBatch) -> torch.Tensor:
-        if self._cache is None:
-            self.prepare_eval()
-        u_all, i_all = self._cache
-        return u_all[batch.users] @ i_all.T
-
-    def item_embeddings(self) -> torch.Tensor:
-        with torch.no_grad():
-            return self.propagate()[1]

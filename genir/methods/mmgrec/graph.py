@@ -23,8 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genir.data.split import Split
-from genir.eval.evaluator import EvalBatch
-from genir.methods.base import MethodConfig, Recommender
+from genir.methods.base import MethodConfig, PropagatedRecommender
 from genir.methods.bpr.model import NegativeSampler, bpr_loss
 
 
@@ -47,7 +46,7 @@ def _mean_matrix(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> 
                                    check_invariants=True).coalesce()
 
 
-class GraphSAGEEncoder(Recommender):
+class GraphSAGEEncoder(PropagatedRecommender):
     """BPR-trained GraphSAGE over users and feature-initialised items (module docstring)."""
 
     config_class = GraphEncoderConfig
@@ -69,7 +68,6 @@ class GraphSAGEEncoder(Recommender):
         self.register_buffer("item_mean", _mean_matrix(r.col, r.row, (split.num_items, split.num_users)),
                              persistent=False)
         self.sampler = NegativeSampler(split)
-        self._cache = None
 
     def _sage(self, layer, h_self, h_neigh, mean):
         return layer(torch.cat([h_self, torch.sparse.mm(mean, h_neigh)], dim=1))
@@ -89,21 +87,11 @@ class GraphSAGEEncoder(Recommender):
         return vectors_without_neighbours(self.item_in, self.layer1, self.layer2, features)
 
     def loss(self, batch) -> torch.Tensor:
-        self._cache = None
+        self.forget()
         users, pos = batch
         u_all, i_all = self.propagate()
         u = u_all[users]
         return bpr_loss((u * i_all[pos]).sum(-1), (u * i_all[self.sampler(users)]).sum(-1))
-
-    def prepare_eval(self) -> None:
-        with torch.no_grad():
-            self._cache = self.propagate()
-
-    def full_scores(self, batch: EvalBatch) -> torch.Tensor:
-        if self._cache is None:
-            self.prepare_eval()
-        u_all, i_all = self._cache
-        return u_all[batch.users] @ i_all.T
 
 
 @torch.no_grad()
