@@ -28,20 +28,25 @@ def ranking_agreement(split: Split, approx: ScoreFn, exact: ScoreFn, stage: str 
     ev = FullRankingEvaluator(split, stage, batch_size=batch_size)
     same_order = same_set = 0
     overlap = []
+    stored: dict[str, dict[int, torch.Tensor]] = {"approx": {}, "exact": {}}
     for batch in ev.batches():
-        a = ev.masked_scores(approx, batch)
-        e = ev.masked_scores(exact, batch)
+        raw = {"approx": approx(batch).float().cpu(), "exact": exact(batch).float().cpu()}  # each scored once
+        for name, scores in raw.items():
+            stored[name].update(zip(batch.users.tolist(), scores))
+        a = ev.masked_scores(lambda _b: raw["approx"], batch)
+        e = ev.masked_scores(lambda _b: raw["exact"], batch)
         a_top = a.topk(k, dim=1)
-        e_top = e.topk(k, dim=1).indices.cpu().numpy()
-        a_items = a_top.indices.cpu().numpy()
-        a_valid = torch.isfinite(a_top.values).cpu().numpy()
+        e_top = e.topk(k, dim=1).indices.numpy()
+        a_items = a_top.indices.numpy()
+        a_valid = torch.isfinite(a_top.values).numpy()
         for row in range(len(batch.users)):
             mine = a_items[row][a_valid[row]]
             same_order += int(len(mine) == k and np.array_equal(mine, e_top[row]))
             same_set += int(len(mine) == k and set(mine) == set(e_top[row]))
             overlap.append(len(set(mine) & set(e_top[row])) / k)
     n = len(overlap)
-    m_approx, m_exact = ev.evaluate(approx), ev.evaluate(exact)
+    m_approx, m_exact = (ev.evaluate(lambda b, s=stored[name]: torch.stack([s[u] for u in b.users.tolist()]))
+                         for name in ("approx", "exact"))
     return {
         "users": n, "k": k, "stage": stage,
         "same_top_k_list": same_order / n, "same_top_k_set": same_set / n, "mean_overlap": float(np.mean(overlap)),
