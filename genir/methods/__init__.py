@@ -16,6 +16,7 @@ from genir.methods.base import MethodConfig, Recommender
 from genir.methods.bpr import BPR, BPRConfig
 from genir.methods.lightgcn import LightGCN, LightGCNConfig
 from genir.methods.mmgrec import MMGRec, MMGRecConfig
+from genir.methods.metammf import MetaMMF, MetaMMFConfig
 from genir.methods.pop import MostPopular, MostPopularConfig
 from genir.methods.sasrec import SASRec, SASRecConfig
 from genir.methods.tiger import Tiger, TigerConfig
@@ -24,6 +25,7 @@ METHODS: dict[str, tuple[type[MethodConfig], type[Recommender]]] = {
     "pop": (MostPopularConfig, MostPopular),
     "bpr": (BPRConfig, BPR),
     "lightgcn": (LightGCNConfig, LightGCN),
+    "metammf": (MetaMMFConfig, MetaMMF),
     "sasrec": (SASRecConfig, SASRec),
     "tiger": (TigerConfig, Tiger),
     "mmgrec": (MMGRecConfig, MMGRec),
