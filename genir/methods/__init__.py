@@ -17,6 +17,7 @@ from genir.methods.bpr import BPR, BPRConfig
 from genir.methods.lightgcn import LightGCN, LightGCNConfig
 from genir.methods.mmgrec import MMGRec, MMGRecConfig
 from genir.methods.metammf import MetaMMF, MetaMMFConfig
+from genir.methods.miggt import MIGGT, MIGGTConfig
 from genir.methods.pop import MostPopular, MostPopularConfig
 from genir.methods.sasrec import SASRec, SASRecConfig
 from genir.methods.tiger import Tiger, TigerConfig
@@ -26,6 +27,7 @@ METHODS: dict[str, tuple[type[MethodConfig], type[Recommender]]] = {
     "bpr": (BPRConfig, BPR),
     "lightgcn": (LightGCNConfig, LightGCN),
     "metammf": (MetaMMFConfig, MetaMMF),
+    "miggt": (MIGGTConfig, MIGGT),
     "sasrec": (SASRecConfig, SASRec),
     "tiger": (TigerConfig, Tiger),
     "mmgrec": (MMGRecConfig, MMGRec),
