@@ -27,11 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from baselines import baseline_arms  # noqa: E402
+from baselines import baseline_arms
 
-from genir.data import load_dataset, make_split  # noqa: E402
-from genir.experiment import Arm, Experiment, run_arms, write_report  # noqa: E402
-from genir.features.modalities import load_modalities  # noqa: E402
+from genir.data import load_dataset, make_split
+from genir.experiment import Arm, Experiment, run_arms, write_report
+from genir.features.modalities import load_modalities
 
 BRANCHES = ("id", "text", "kg", "cf")
 K_GRID = (-1, 0, 1, 2, 3)  # -1: branch off
@@ -163,7 +163,7 @@ def verdict(test: dict, label: str = "miggt") -> str:
 
 def run(seeds, quick: bool, out: Path, cpu: bool, search_seed: int, search: bool, workers: int) -> dict:
     t0, load0 = time.perf_counter(), [round(x, 2) for x in os.getloadavg()]
-    log = lambda s: print(s, flush=True)  # noqa: E731
+    log = lambda s: print(s, flush=True)
     split = make_split(load_dataset("ml-100k"), "loo")
     common = {"progress": False, "cpu": cpu}
     load_modalities(split, "text,kg,cf")  # build (or read the cache of) the features once, before the workers

@@ -13,8 +13,12 @@ from genir.data import Dataset, leave_one_out
 from genir.errors import ConfigError, FeatureError
 from genir.eval import EvalBatch, pad_histories
 from genir.methods import build_method
-from genir.methods.miggt.model import (SampledGlobalTransformer, mgdcf_gamma, mgdcf_propagate,
-                                       self_loop_adjacency)
+from genir.methods.miggt.model import (
+    SampledGlobalTransformer,
+    mgdcf_gamma,
+    mgdcf_propagate,
+    self_loop_adjacency,
+)
 from tests.conftest import make_inter
 
 ROOT = Path(__file__).resolve().parents[2]

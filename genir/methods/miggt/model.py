@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genir.data.split import Split
-from genir.errors import ConfigError, FeatureError
+from genir.errors import ConfigError
 from genir.eval.evaluator import EvalBatch
 from genir.features.modalities import load_modalities, parse_modalities
 from genir.methods.base import Recommender
