@@ -121,7 +121,8 @@ def cmd_eval(args) -> int:
     if args.exact:
         a = out["agreement"]
         print(f"\nbeam vs exact top-10 over {a['users']} users: same list {a['same_top_k_list']:.1%}, same set "
-              f"{a['same_top_k_set']:.1%}, mean overlap {a['mean_overlap']:.1%}; NDCG@10 beam - exact = "
+              f"{a['same_top_k_set']:.1%}, mean overlap {a['mean_overlap']:.1%}, lists shorter than 10 "
+              f"{a['short_lists']:.1%}; NDCG@10 beam - exact = "
               f"{a['metric_difference']['ndcg@10']:+.4f}")
     if args.json:
         print(json.dumps(out if len(out) > 1 else out["metrics"]))

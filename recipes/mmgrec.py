@@ -33,7 +33,7 @@ from genir.data import load_dataset, make_split
 from genir.experiment import Arm, run_arms, write_report
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baselines import TUNED  # noqa: E402
+from baselines import TUNED
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = {
@@ -127,7 +127,7 @@ def decoded_validity(model, split, users: int = 200) -> dict:
     items = res.items[res.valid].cpu()
     invalid = sum(tuple(c) not in known for c in codes.tolist())
     mismatched = int((torch.as_tensor(np.asarray(model.item_codes.cpu()))[items] != codes).any(1).sum())
-    return {"decoded": int(len(codes)), "invalid": int(invalid), "item_code_mismatch": mismatched}
+    return {"decoded": len(codes), "invalid": int(invalid), "item_code_mismatch": mismatched}
 
 
 def plot_indexes(stats: dict[str, dict], out: Path) -> None:

@@ -17,6 +17,11 @@ sequence log-probability under the model), of which only the ``K_l`` columns of 
 the prefix index turns invalid codes into ``-inf`` with gathers on the model's device, and the next beams are the
 top ``beam_width`` of beams x candidates. At a CSR level the candidates of a beam are its ``max_branch`` children
 rather than all ``K_l`` codes (STATIC's idea), so the top-k runs over fewer entries than the unconstrained search.
+
+``exclude`` removes given items per query (a recommender's already-seen items) inside the search, not after it:
+a prefix whose every ID is excluded for that query gets ``-inf`` like an invalid one, so no beam is spent on it
+and the search still returns ``k`` items when the catalogue has ``k`` others. Filtering the beams afterwards, as
+is common, returns short lists for users with long histories.
 """
 
 from __future__ import annotations
@@ -71,6 +76,50 @@ def _reorder_of(step_fn: StepFn, reorder_cache: ReorderFn | None) -> ReorderFn:
     return hook
 
 
+class _Exclusion:
+    """Per query, the catalogue rows it must not get, as counts of excluded IDs under every (query, prefix state).
+
+    A candidate child state is dead for query q when the count of q's excluded IDs under it equals the number of
+    IDs under it. The counts are kept as sorted keys ``q * S_d + state`` per depth d and read with
+    ``searchsorted``, so memory grows with the number of excluded items, not with B x N.
+    """
+
+    def __init__(self, index: PrefixIndex, exclude, batch_size: int, device):
+        n = index.num_items
+        if isinstance(exclude, torch.Tensor):
+            if exclude.ndim != 2 or exclude.shape[0] != batch_size:
+                raise ValueError(f"exclude must be ({batch_size}, T), got shape {tuple(exclude.shape)}")
+            rows = exclude.to(device=device, dtype=torch.long)
+            queries = torch.arange(batch_size, device=device)[:, None].expand_as(rows)
+        else:
+            if len(exclude) != batch_size:
+                raise ValueError(f"exclude has {len(exclude)} rows, expected one per query ({batch_size})")
+            lists = [torch.as_tensor(r, dtype=torch.long).flatten() for r in exclude]
+            queries = torch.cat([torch.full_like(r, q) for q, r in enumerate(lists)]).to(device)
+            rows = torch.cat(lists).to(device)
+        keep = (rows >= 0) & (rows < n)  # padding (-1 or N) is ignored
+        pairs = torch.unique(queries[keep] * n + rows[keep])
+        queries = pairs // n
+        self.index = index
+        states = index.ancestors(pairs % n)  # (n_excluded, L)
+        self.keys, self.counts = [None], [None]  # per depth 1..L
+        for depth in range(1, index.num_levels + 1):
+            keys, counts = torch.unique(queries * index.num_states[depth] + states[:, depth - 1], return_counts=True)
+            self.keys.append(keys)
+            self.counts.append(counts)
+
+    def dead(self, query: torch.Tensor, children: torch.Tensor, depth: int) -> torch.Tensor:
+        """(R, C) bool: which child states (depth ``depth``, -1 = none) hold only excluded IDs for their row's query."""
+        keys, counts = self.keys[depth], self.counts[depth]
+        if keys.numel() == 0:
+            return torch.zeros_like(children, dtype=torch.bool)
+        safe = children.clamp_min(0)
+        wanted = query[:, None] * self.index.num_states[depth] + safe
+        pos = torch.searchsorted(keys, wanted).clamp_max_(keys.numel() - 1)
+        excluded = torch.where(keys[pos] == wanted, counts[pos], 0)
+        return (children >= 0) & (excluded >= self.index.leaf_counts(depth).index_select(0, safe.flatten()).view_as(safe))
+
+
 def _step_log_probs(step_fn: StepFn, tokens, cache, rows: int, vocab_end: int, dtype: torch.dtype, device):
     logits, cache = step_fn(tokens, cache)
     if logits.ndim != 2 or logits.shape[0] != rows or logits.shape[1] < vocab_end:
@@ -95,6 +144,7 @@ def constrained_beam_search(
     layout: CodeTokenLayout | None = None,
     constrained: bool = True,
     score_dtype: torch.dtype = torch.float32,
+    exclude: Sequence | torch.Tensor | None = None,
 ) -> BeamSearchResult:
     """Top-``k`` semantic IDs per query by beam search over the L levels.
 
@@ -110,6 +160,9 @@ def constrained_beam_search(
         layout: token ids of the codes (default: offsets from ``index.level_sizes``, base 0).
         constrained: False runs the same search without the mask (for measuring its cost and invalid IDs).
         score_dtype: dtype of log-softmax and accumulated scores (float32 matches HF ``generate``).
+        exclude: per query, catalogue rows never to return (e.g. the user's history): a sequence of B int
+            sequences, or a (B, T) int tensor; values outside ``[0, N)`` are padding and ignored. Needs
+            ``constrained``. The search then ranks the remaining IDs exactly as if the excluded ones did not exist.
 
     Returns:
         :class:`BeamSearchResult` with (B, k) tensors, best first; dead beams (``-inf``) come back as padding.
@@ -131,6 +184,8 @@ def constrained_beam_search(
     device = torch.device(device) if device is not None else None
     if index is not None and device is not None:
         index = index.to(device)
+    if exclude is not None and not constrained:
+        raise ValueError("exclude needs the constrained search (an index)")
 
     num_levels, b = layout.num_levels, int(batch_size)
     inf = float("inf")
@@ -139,6 +194,7 @@ def constrained_beam_search(
     history = None  # (B*width, l) codes of the live hypotheses
     scores = None  # (B*width,)
     states = None  # (B*width,) depth-l index states
+    exclusion = None
     for level in range(num_levels):
         rows = b * width
         tokens = (
@@ -165,6 +221,12 @@ def constrained_beam_search(
         else:
             child_codes, child_valid = index.children(states, level)  # (R, C)
             candidates = columns.gather(1, child_codes).masked_fill_(~child_valid, -inf)
+        if exclude is not None:
+            if exclusion is None:
+                exclusion = _Exclusion(index.to(device), exclude, b, device)
+            query = torch.arange(b, device=device).repeat_interleave(width)
+            dead = exclusion.dead(query, index.child_states(states, level), level + 1)
+            candidates = candidates.masked_fill(dead, -inf)
         num_cand = candidates.shape[1]
         total = (scores[:, None] + candidates).view(b, width * num_cand)
         cap = index.num_states[level + 1] if constrained else int(np.prod(layout.level_sizes[: level + 1]))

@@ -75,6 +75,7 @@ class PrefixIndex:
         self._codes = list(csr_codes)
         self._leaf_item = leaf_item
         self._moved: dict[torch.device, PrefixIndex] = {}
+        self._tree_cache: tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -317,6 +318,57 @@ class PrefixIndex:
         for level in range(codes.shape[1]):
             states = self.advance(states, codes[:, level], level)
         return states
+
+    def child_states(self, states: torch.Tensor, level: int) -> torch.Tensor:
+        """Depth-``level+1`` state of every child of each depth-``level`` state, aligned with :meth:`children`
+        (dense level: one column per code; CSR level: one per slot); ``-1`` where there is no child."""
+        idx = self._on(states)
+        if idx.is_dense(level):
+            return idx._next[level].index_select(0, states.masked_fill(states < 0, self.num_states[level])).long()
+        _, valid = idx.children(states, level)
+        slot = torch.arange(valid.shape[1], device=states.device)
+        start = idx._indptr[level - self.dense_levels].index_select(0, states.clamp_min(0)).long()
+        return (start[:, None] + slot).masked_fill_(~valid, -1)
+
+    def _tree(self) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+        """Computed once per device, from the arrays: ``parents[d]`` (the depth-``d-1`` parent of every depth-``d``
+        state, d >= 1), ``leaves[d]`` (how many IDs lie under every depth-``d`` state) and the leaf state of every
+        catalogue row. Needed only to exclude items from a search, so not stored on disk."""
+        if self._tree_cache is None:
+            device = self.device
+            parents: list[torch.Tensor] = [torch.empty(0, dtype=torch.long, device=device)]
+            for level in range(self.num_levels):
+                if self.is_dense(level):
+                    nxt = self._next[level][:-1].long()  # drop the dead state's row
+                    rows, cols = (nxt >= 0).nonzero(as_tuple=True)
+                    parent = torch.empty(self.num_states[level + 1], dtype=torch.long, device=device)
+                    parent[nxt[rows, cols]] = rows
+                else:
+                    counts = self._indptr[level - self.dense_levels].long().diff()
+                    parent = torch.repeat_interleave(torch.arange(self.num_states[level], device=device), counts)
+                parents.append(parent)
+            leaves = [torch.ones(self.num_states[-1], dtype=torch.long, device=device)]
+            for depth in range(self.num_levels, 0, -1):
+                above = torch.zeros(self.num_states[depth - 1], dtype=torch.long, device=device)
+                leaves.insert(0, above.index_add_(0, parents[depth], leaves[0]))
+            leaf_of_item = torch.empty(self.num_items, dtype=torch.long, device=device)
+            leaf_of_item[self._leaf_item.long()] = torch.arange(self.num_items, device=device)
+            self._tree_cache = (parents, leaves, leaf_of_item)
+        return self._tree_cache
+
+    def leaf_counts(self, depth: int) -> torch.Tensor:
+        """Number of IDs under every depth-``depth`` state (S_depth,) int64; all ones at depth L."""
+        return self._tree()[1][depth]
+
+    def ancestors(self, items: torch.Tensor) -> torch.Tensor:
+        """States of the prefixes of the given catalogue rows ``(n,) -> (n, L)``: column ``d-1`` is the depth-``d``
+        state (the last column is the leaf)."""
+        idx = self._on(items)
+        parents, _, leaf_of_item = idx._tree()
+        states = [leaf_of_item.index_select(0, items.long())]
+        for depth in range(self.num_levels, 1, -1):
+            states.insert(0, parents[depth].index_select(0, states[0]))
+        return torch.stack(states, dim=1)
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike) -> Path:

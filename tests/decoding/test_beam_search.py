@@ -86,6 +86,61 @@ def test_enough_beams_is_exact(spec, data):
     assert_is_top_k(result, exact, codes, k)
 
 
+@settings(max_examples=30, deadline=None)
+@given(problems, st.data())
+def test_excluded_items_never_returned_and_rest_is_exact(spec, data):
+    """exclude: no excluded item comes back; with beams >= N the result is the exact top-k of the other items,
+    so a query with many excluded items still gets min(k, N - excluded) of the rest (no beam wasted on them)."""
+    codes, layout, index, model, batch = build(spec, data.draw(st.one_of(st.none(), st.integers(0, 4))))
+    n = len(codes)
+    excluded = [data.draw(st.lists(st.integers(0, n - 1), max_size=n)) for _ in range(batch)]
+    as_tensor = data.draw(st.booleans())
+    if as_tensor:  # (B, T) padded with N, as Tiger passes its histories
+        width = max(len(e) for e in excluded) + 1
+        exclude = torch.full((batch, width), n, dtype=torch.long)
+        for q, e in enumerate(excluded):
+            exclude[q, : len(e)] = torch.tensor(e, dtype=torch.long)
+    else:
+        exclude = excluded
+    beam_width = data.draw(st.integers(1, n + 2))
+    k = data.draw(st.integers(1, beam_width))
+    result = constrained_beam_search(model, model.init_state(batch), batch, index, beam_width, k, layout=layout,
+                                     score_dtype=torch.float64, exclude=exclude)
+    exact = exact_scores(model, model.init_state(batch), batch, codes, layout)
+    for q, hits in enumerate(result.to_lists()):
+        banned = set(excluded[q])
+        assert not banned & {h[0] for h in hits}
+        others = n - len(banned)
+        if beam_width >= n:
+            assert len(hits) == min(k, others)
+            rest = exact[q].clone()
+            rest[list(banned)] = float("-inf")
+            best = rest.sort(descending=True).values[: len(hits)]
+            assert np.allclose([h[2] for h in hits], best.numpy(), atol=1e-9)
+        elif others >= beam_width:  # enough unseen IDs: the beam returns k of them, not a short list
+            assert len(hits) == k
+
+
+def test_exclusion_prunes_fully_excluded_prefixes():
+    """With one beam, excluding every ID under the model's favourite first code moves the search to another
+    prefix instead of dying there."""
+    sizes = [2, 3]
+    codes = np.array([[0, 0], [0, 1], [0, 2], [1, 0]])
+    index = PrefixIndex.from_codes(codes, sizes)
+
+    def step(tokens, cache):  # prefers code 0 at every level
+        logits = torch.full((tokens.shape[0], 5), -5.0)
+        logits[:, 0] = 0.0
+        logits[:, 2] = 0.0
+        return logits, cache
+
+    result = constrained_beam_search(step, None, 1, index, 1, 1, reorder_cache=lambda c, r: c,
+                                     exclude=[[0, 1, 2]])
+    assert result.items.tolist() == [[3]]
+    with pytest.raises(ValueError, match="exclude"):
+        constrained_beam_search(step, None, 2, index, 1, 1, reorder_cache=lambda c, r: c, exclude=[[0]])
+
+
 def test_k_equal_to_catalogue_ranks_everything():
     sizes = [4, 3, 5]
     codes = random_catalogue(np.random.default_rng(7), sizes, 60)  # the full space

@@ -67,6 +67,32 @@ def test_dense_and_csr_layouts_agree():
         assert ix.lookup(prefixes).tolist() == list(range(len(codes)))
 
 
+@settings(max_examples=30, deadline=None)
+@given(catalogues, st.data())
+def test_ancestors_leaf_counts_and_child_states(spec, data):
+    """The tree helpers used to exclude items: ancestors equal walking each ID's prefixes, leaf counts equal the
+    brute-force count of IDs under each prefix, child_states equal advancing by each child code."""
+    sizes, n, seed = spec
+    codes = random_catalogue(np.random.default_rng(seed), sizes, n)
+    index = PrefixIndex.from_codes(codes, sizes, dense_levels=data.draw(st.one_of(st.none(),
+                                                                                  st.integers(0, len(sizes)))))
+    prefixes = torch.from_numpy(codes)
+    walked = torch.stack([index.walk(prefixes[:, :d]) for d in range(1, len(sizes) + 1)], dim=1)
+    assert torch.equal(index.ancestors(torch.arange(len(codes))), walked)
+    for depth in range(len(sizes) + 1):
+        for p in all_prefixes(sizes, depth):
+            state = int(index.walk(torch.tensor([p], dtype=torch.long).reshape(1, depth))[0])
+            under = sum(tuple(r[:depth]) == p for r in codes.tolist())
+            if state >= 0:
+                assert int(index.leaf_counts(depth)[state]) == under
+        if depth < len(sizes):
+            states = walked[:, depth - 1] if depth else index.root_states(len(codes))
+            child_codes, valid = index.children(states, depth)
+            expected = index.advance(states.repeat_interleave(child_codes.shape[1]), child_codes.flatten(), depth)
+            got = index.child_states(states, depth)
+            assert torch.equal(got, expected.view_as(got).masked_fill(~valid, -1))
+
+
 def test_dead_states_and_out_of_range_codes():
     index = PrefixIndex.from_codes(np.array([[0, 1], [2, 0]]), [3, 2], dense_levels=1)
     dead = torch.tensor([-1, 0])

@@ -19,7 +19,7 @@ TINY_MODEL = {"d_model": 16, "num_heads": 2, "d_ff": 32, "num_encoder_layers": 1
 
 
 @pytest.fixture
-def feature_file(tmp_path, dataset) -> Path:
+def feature_file(tmp_path, dataset) -> Path:  # noqa: F811  (the imported fixture)
     path = tmp_path / "img.npy"
     np.save(path, np.random.default_rng(0).normal(size=(dataset.num_items, 6)).astype(np.float32))
     return path
@@ -35,7 +35,7 @@ def graph_spec(tmp_path) -> Path:
 
 
 @pytest.fixture
-def graph_index(tmp_path, dataset, graph_spec, feature_file, monkeypatch) -> Path:
+def graph_index(tmp_path, dataset, graph_spec, feature_file, monkeypatch) -> Path:  # noqa: F811
     from genir.index import build_index
 
     monkeypatch.setenv("GENIR_CACHE", str(tmp_path / "cache"))
@@ -43,7 +43,7 @@ def graph_index(tmp_path, dataset, graph_spec, feature_file, monkeypatch) -> Pat
 
 
 @pytest.fixture
-def mmgrec(split, graph_index, feature_file):
+def mmgrec(split, graph_index, feature_file):  # noqa: F811
     from genir.methods import build_method
 
     return build_method("mmgrec", split, {"index": str(graph_index), "graph_features": f"img={feature_file}",

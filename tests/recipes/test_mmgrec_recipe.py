@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "recipes"))
 
-import mmgrec  # noqa: E402
+import mmgrec
 
 
 def test_mmgrec_quick(tmp_path):

@@ -32,7 +32,14 @@ from genir.eval.evaluator import EvalBatch, pad_histories
 from genir.methods.base import Recommender
 from genir.methods.sasrec.model import SequenceWindows
 from genir.methods.tiger.config import TigerConfig
-from genir.methods.tiger.transformer import CODE_BASE, ENCODER_INPUTS, PAD, POSITIONS, DecoderStep, GenerativeTransformer
+from genir.methods.tiger.transformer import (
+    CODE_BASE,
+    ENCODER_INPUTS,
+    PAD,
+    POSITIONS,
+    DecoderStep,
+    GenerativeTransformer,
+)
 
 
 class UserWindows(SequenceWindows):
@@ -123,9 +130,9 @@ class Tiger(Recommender):
         return UserWindows(split.histories(None), self.config.max_history, self.pad_item)
 
     def _inputs(self, history: torch.Tensor, users: torch.Tensor | None):
-        return dict(item_tokens=self.item_tokens[history], item_valid=history != self.pad_item,
-                    item_vectors=None if self.item_vectors is None else self.item_vectors[history],
-                    user=self._user(users, history))
+        return {"item_tokens": self.item_tokens[history], "item_valid": history != self.pad_item,
+                "item_vectors": None if self.item_vectors is None else self.item_vectors[history],
+                "user": self._user(users, history)}
 
     def loss(self, batch) -> torch.Tensor:
         users, inp, tgt = batch
@@ -145,14 +152,16 @@ class Tiger(Recommender):
 
     @torch.no_grad()
     def beam_search(self, history: torch.Tensor, users: torch.Tensor | None = None, beam_width: int | None = None,
-                    k: int | None = None):
+                    k: int | None = None, exclude_history: bool = True):
         """:class:`~genir.decoding.BeamSearchResult` of the constrained beam search for right-aligned,
-        ``pad_item``-padded histories (B, T): (B, k) items, best first."""
+        ``pad_item``-padded histories (B, T): (B, k) items, best first. With ``exclude_history`` the items of
+        ``history`` (all T columns, not only the ``max_history`` the encoder reads) are excluded inside the search,
+        so the beams are spent on unseen items only."""
         beam_width = beam_width or self.config.beam_width
         memory = self._memory(history, users)
         return constrained_beam_search(DecoderStep(self.net), DecoderStep.init_state(*memory), history.shape[0],
                                        self._prefix_on(memory[0].device), beam_width, k or beam_width,
-                                       layout=self.layout)
+                                       layout=self.layout, exclude=history if exclude_history else None)
 
     @torch.no_grad()
     def full_scores(self, batch: EvalBatch) -> torch.Tensor:
@@ -175,15 +184,11 @@ class Tiger(Recommender):
     def recommend(self, histories: list[list[int]], k: int = 10,
                   users: list[int | None] | None = None) -> list[list[tuple[int, float]]]:
         """Top-``k`` ``(item, log-probability)`` per history (internal item ids, time order), history items
-        excluded; the beam is widened to ``k + len(history)`` when ``beam_width`` is too small for that.
+        excluded inside the beam search (the beam is widened to ``k`` when ``beam_width`` is smaller).
         ``users``: the internal user id of each history that is a known user's, else None (relation-aware
         attention then uses the user's learned vector)."""
         hist, _ = pad_histories([np.asarray(h, dtype=np.int64) for h in histories], self.pad_item)
-        beams = min(self.num_items, max(self.config.beam_width, k + max((len(set(h)) for h in histories), default=0)))
+        beams = min(self.num_items, max(self.config.beam_width, k))
         user_ids = None if users is None else torch.tensor([-1 if u is None else int(u) for u in users])
-        result = self.beam_search(hist, user_ids, beams, beams)
-        out = []
-        for h, found in zip(histories, result.to_lists()):
-            seen = {int(x) for x in h}
-            out.append([(item, score) for item, _, score in found if item not in seen][:k])
-        return out
+        result = self.beam_search(hist, user_ids, beams, min(k, beams))
+        return [[(item, score) for item, _, score in found] for found in result.to_lists()]
