@@ -72,28 +72,50 @@ def split_settings(method: str, settings: dict) -> tuple[dict, TrainerConfig]:
 
 
 def run_arms(arms: list[Arm], seeds: list[int], split: Split, *, common: dict | None = None,
-             keep_models: bool = False, log: Callable[[str], None] = print) -> Experiment:
+             keep_models: bool = False, log: Callable[[str], None] = print, journal: str | Path | None = None,
+             on_run: Callable[[Arm, int, object, dict], None] | None = None) -> Experiment:
     """Train and test every arm once per seed. ``common`` settings (e.g. ``{"cpu": True, "progress": False}``)
     apply to all arms, under each arm's own settings. ``keep_models`` keeps the best model of every run
-    (recipes that inspect a trained model afterwards: interpretability, plots)."""
+    (recipes that inspect a trained model afterwards: interpretability, plots).
+
+    ``journal``: a folder where every finished run is saved at once (``<label>-seed<seed>.json``). A run found
+    there with the same method and settings is loaded instead of trained, so a long recipe that was stopped
+    resumes where it was, and processes that run disjoint arms into one journal share one report. Loaded runs
+    have no model (``exp.models`` holds None for them). ``on_run(arm, seed, model, result)`` is called after
+    each trained run, before it is journaled: a recipe may add entries to ``result`` (e.g. decoding checks).
+    """
     exp = Experiment(split=split, seeds=list(seeds), arms=list(arms))
+    folder = Path(journal) if journal is not None else None
     for arm in arms:
         for seed in seeds:
             method, trainer = split_settings(arm.method, {**(common or {}), **arm.settings, "seed": seed})
-            t = time.perf_counter()
-            model, result, res = train_run(RunSpec(model=arm.method, split=split.protocol), method, trainer,
-                                           split=split)
-            res["label"], res["settings"] = arm.label, {**method, "trainer": trainer.__dict__}
+            settings = json.loads(json.dumps({**method, "trainer": trainer.__dict__}, default=str))
+            entry = folder / f"{arm.label}-seed{seed}.json" if folder is not None else None
+            saved = json.loads(entry.read_text()) if entry is not None and entry.is_file() else None
+            if saved is not None and saved["result"]["settings"] == settings and saved["method"] == arm.method:
+                res, curve, loss, model = saved["result"], saved["curve"], saved["loss"], None
+                log(f"{arm.label:24s} seed {seed}: loaded from {entry}")
+            else:
+                t = time.perf_counter()
+                model, result, res = train_run(RunSpec(model=arm.method, split=split.protocol), method, trainer,
+                                               split=split)
+                res["label"], res["settings"] = arm.label, settings
+                curve = [h.get("valid_ndcg@10", float("nan")) for h in result.history]
+                loss = [h.get("loss", float("nan")) for h in result.history]
+                if on_run is not None:
+                    on_run(arm, seed, model, res)
+                if entry is not None:
+                    entry.parent.mkdir(parents=True, exist_ok=True)
+                    record = {"method": arm.method, "result": res, "curve": curve, "loss": loss}
+                    atomic_write(entry, lambda fh, r=record: fh.write(json.dumps(r, default=str).encode()))
+                log(f"{arm.label:24s} seed {seed}: best epoch {result.best_epoch:3d}  test ndcg@10 "
+                    f"{res['test']['ndcg@10']:.4f}  recall@10 {res['test']['recall@10']:.4f}  "
+                    f"({time.perf_counter() - t:.0f}s, {res['seconds_per_epoch']:.2f}s/epoch)")
             exp.runs.setdefault(arm.label, []).append(res)
-            exp.curves.setdefault(arm.label, []).append(
-                [h.get("valid_ndcg@10", float("nan")) for h in result.history])
-            exp.losses.setdefault(arm.label, []).append(
-                [h.get("loss", float("nan")) for h in result.history])
+            exp.curves.setdefault(arm.label, []).append(curve)
+            exp.losses.setdefault(arm.label, []).append(loss)
             if keep_models:
                 exp.models.setdefault(arm.label, []).append(model)
-            log(f"{arm.label:24s} seed {seed}: best epoch {result.best_epoch:3d}  test ndcg@10 "
-                f"{res['test']['ndcg@10']:.4f}  recall@10 {res['test']['recall@10']:.4f}  "
-                f"({time.perf_counter() - t:.0f}s, {res['seconds_per_epoch']:.2f}s/epoch)")
     return exp
 
 

@@ -14,6 +14,10 @@ beams 20: items outside the beam count as misses):
 * ``mmgrec-absolute`` - absolute positions instead of relation-aware attention;
 * ``mmgrec-rq-kmeans`` - RQ-KMeans IDs over the text features (``tokenizers/rq_kmeans.yaml``).
 
+Every finished run is saved in ``OUT/runs/`` at once: running the recipe again with the same ``--out`` resumes,
+and two processes given disjoint ``--arms`` and the same ``--out`` share it (a last run without ``--arms`` then
+only loads them and writes the report of all arms).
+
 Writes ``runs/mmgrec/<time>/``: results.json / results.md (test and validation mean +- std), curves.png
 (validation NDCG@10 and training loss), codebooks.png (utilisation and perplexity per level of every index),
 collisions.png (collision group sizes) and the index dirs it built. Indexes are built once (seed 42 of the
@@ -44,7 +48,7 @@ SPECS = {
     "rq-kmeans-text": ("tokenizers/rq_kmeans.yaml", {}),
 }
 # Settings chosen on the validation split (see the README's tuning notes); the rest are the config defaults.
-GENERATIVE = {"lr": 1e-3, "batch_size": 64, "epochs": 60, "patience": 8}
+GENERATIVE = {"lr": 1e-3, "batch_size": 64, "epochs": 40, "patience": 4}
 TIGER = {"max_history": 20}
 MMGREC = {}
 QUICK_MODEL = {"d_model": 32, "num_heads": 2, "d_ff": 64, "num_encoder_layers": 1, "num_decoder_layers": 1,
@@ -182,11 +186,15 @@ def run(seeds: list[int], quick: bool, out: Path, cpu: bool, only: list[str] | N
     plot_indexes(stats, out)
     split = make_split(load_dataset("ml-100k"), "loo")
     chosen = [a for a in arms(indexes, quick) if only is None or a.label in only]
-    exp = run_arms(chosen, seeds, split, common={"progress": False, "cpu": cpu}, keep_models=True,
-                   log=lambda s: print(s, flush=True))
-    validity = {label: [decoded_validity(m, split) for m in models] for label, models in exp.models.items()
-                if hasattr(models[0], "beam_search")}
-    exp.models.clear()
+
+    def check_decoding(arm, seed, model, res):
+        if hasattr(model, "beam_search"):
+            res["decoded_validity"] = decoded_validity(model, split)
+
+    exp = run_arms(chosen, seeds, split, common={"progress": False, "cpu": cpu}, journal=out / "runs",
+                   on_run=check_decoding, log=lambda s: print(s, flush=True))
+    validity = {label: [r["decoded_validity"] for r in runs] for label, runs in exp.runs.items()
+                if "decoded_validity" in runs[0]}
     results = write_report(exp, out, title="MMGRec vs SASRec and TIGER on MovieLens-100K", recipe="mmgrec",
                            quick=quick, extra={"indexes": {k: str(v) for k, v in indexes.items()},
                                                "index_stats": stats, "index_build_seconds": index_seconds,

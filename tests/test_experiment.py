@@ -1,0 +1,37 @@
+"""run_arms' journal: finished runs are saved at once, loaded instead of retrained, retrained when changed."""
+
+from __future__ import annotations
+
+import json
+
+from genir.data import Dataset, leave_one_out
+from genir.experiment import Arm, run_arms, write_report
+from tests.conftest import make_inter
+
+
+def test_journal_resumes_and_shares_runs(tmp_path):
+    split = leave_one_out(Dataset.from_frames("tiny", make_inter(n_users=20, n_items=30, per_user=8)))
+    arms = [Arm("pop", "pop"), Arm("bpr", "bpr", {"epochs": 2, "batch_size": 64, "embedding_size": 8})]
+    common = {"progress": False, "cpu": True}
+    hooked, lines = [], []
+    first = run_arms(arms, [1, 2], split, common=common, journal=tmp_path / "runs",
+                     on_run=lambda arm, seed, model, res: (hooked.append((arm.label, seed)),
+                                                          res.update(extra=seed)))
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "bpr-seed1.json", "bpr-seed2.json", "pop-seed1.json", "pop-seed2.json"]
+    assert len(hooked) == 4 and json.loads((tmp_path / "runs" / "bpr-seed2.json").read_text())["result"]["extra"] == 2
+
+    # same arms again: nothing is trained, the results are the journaled ones
+    again = run_arms(arms, [1, 2], split, common=common, journal=tmp_path / "runs", log=lines.append,
+                     on_run=lambda *a: hooked.append("trained"))
+    assert len(hooked) == 4 and all("loaded from" in line for line in lines)
+    assert again.test_table() == first.test_table() and again.curves == first.curves
+    write_report(again, tmp_path / "report", title="t", recipe="t")
+
+    # a changed setting is a different run: retrained and the journal entry replaced
+    changed = [Arm("bpr", "bpr", {"epochs": 1, "batch_size": 64, "embedding_size": 8})]
+    run_arms(changed, [1], split, common=common, journal=tmp_path / "runs", log=lines.append,
+             on_run=lambda *a: hooked.append("retrained"))
+    assert hooked[-1] == "retrained"
+    saved = json.loads((tmp_path / "runs" / "bpr-seed1.json").read_text())
+    assert saved["result"]["settings"]["trainer"]["epochs"] == 1
