@@ -12,18 +12,20 @@ from accelerate.utils import set_seed
 
 from genir.data.split import Split
 from genir.errors import ConfigError
+from genir.methods.addrl import ADDRL, ADDRLConfig
 from genir.methods.base import MethodConfig, Recommender
 from genir.methods.bpr import BPR, BPRConfig
 from genir.methods.lightgcn import LightGCN, LightGCNConfig
-from genir.methods.mmgrec import MMGRec, MMGRecConfig
 from genir.methods.metammf import MetaMMF, MetaMMFConfig
 from genir.methods.miggt import MIGGT, MIGGTConfig
+from genir.methods.mmgrec import MMGRec, MMGRecConfig
 from genir.methods.pop import MostPopular, MostPopularConfig
 from genir.methods.sasrec import SASRec, SASRecConfig
 from genir.methods.tiger import Tiger, TigerConfig
 
 METHODS: dict[str, tuple[type[MethodConfig], type[Recommender]]] = {
     "pop": (MostPopularConfig, MostPopular),
+    "addrl": (ADDRLConfig, ADDRL),
     "bpr": (BPRConfig, BPR),
     "lightgcn": (LightGCNConfig, LightGCN),
     "metammf": (MetaMMFConfig, MetaMMF),
