@@ -21,6 +21,7 @@ from genir.methods.addrl.explain import (
     favourite_share,
     top_k,
 )
+from tests.methods.feature_files import assert_feature_file_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 GENRES = ["Action", "Comedy", "Drama"]
@@ -123,23 +124,11 @@ def test_losses_fall_when_training_auxiliary_terms(tmp_path):
 
 def test_user_feature_files_are_validated_with_the_file_named(tmp_path):
     split = _split()
-    n = split.num_items
-    rows = tmp_path / "rows.npy"
-    np.save(rows, np.ones((n + 2, 4), dtype=np.float32))
-    with pytest.raises(FeatureError, match=r"rows\.npy.*rows"):
-        build_method("addrl", split, {"modalities": f"img={rows}"})
-    nan = tmp_path / "nan.npy"
-    bad = np.ones((n, 4), dtype=np.float32)
-    bad[3, 1] = np.nan
-    np.save(nan, bad)
-    with pytest.raises(FeatureError, match=r"nan\.npy.*NaN"):
-        build_method("addrl", split, {"modalities": f"img={nan}"})
-    good = tmp_path / "img.npy"
-    np.save(good, np.ones((n, 4), dtype=np.float32))
-    model = build_method("addrl", split, {"modalities": f"img={good}"})
+    model = assert_feature_file_errors(
+        tmp_path, split.num_items,
+        lambda mods, dims: build_method("addrl", split, {"modalities": mods, **({"modality_dims": dims} if dims else {})}))
     assert model.config.modality_dims == "img=4"  # recorded, so a reload checks the width
-    with pytest.raises(FeatureError, match=r"img\.npy: has 4 columns, expected 8"):
-        build_method("addrl", split, {"modalities": f"img={good}", "modality_dims": "img=8"})
+    good = tmp_path / "good.npy"
     with pytest.raises(FeatureError, match="reserved"):
         build_method("addrl", split, {"modalities": f"id={good}"})
 

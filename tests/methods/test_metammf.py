@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from genir.errors import ConfigError, FeatureError
+from genir.errors import ConfigError
 from genir.methods import build_method
 from genir.methods.metammf.model import (
     CPMetaLayer,
@@ -18,6 +18,7 @@ from genir.methods.metammf.model import (
     StaticLayer,
     fusion_input,
 )
+from tests.methods.feature_files import assert_feature_file_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -140,21 +141,10 @@ def test_parameter_counts_full_vs_cp_vs_static(tiny_split, tmp_path):
 
 
 def test_user_feature_errors_name_the_file(tiny_split, tmp_path):
-    n = tiny_split.num_items
-    rows = tmp_path / "rows.npy"
-    np.save(rows, np.ones((n + 3, 4), dtype=np.float32))
-    with pytest.raises(FeatureError, match=rf"rows\.npy.*has {n + 3} rows, dataset has {n} items"):
-        build_method("metammf", tiny_split, {"modalities": f"img={rows}"})
-    nan = tmp_path / "nan.npy"
-    bad = np.ones((n, 4), dtype=np.float32)
-    bad[2, 1] = np.nan
-    np.save(nan, bad)
-    with pytest.raises(FeatureError, match=r"nan\.npy.*NaN"):
-        build_method("metammf", tiny_split, {"modalities": f"img={nan}"})
-    good = tmp_path / "good.npy"
-    np.save(good, np.ones((n, 4), dtype=np.float32))
-    with pytest.raises(FeatureError, match=r"good\.npy: has 4 columns, expected 5"):
-        build_method("metammf", tiny_split, {"modalities": f"img={good}", "modality_dims": "img=5"})
+    assert_feature_file_errors(
+        tmp_path, tiny_split.num_items,
+        lambda mods, dims: build_method("metammf", tiny_split,
+                                        {"modalities": mods, **({"modality_dims": dims} if dims else {})}))
 
 
 def test_config_errors():

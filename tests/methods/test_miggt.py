@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from genir.data import Dataset, leave_one_out
-from genir.errors import ConfigError, FeatureError
+from genir.errors import ConfigError
 from genir.eval import EvalBatch, pad_histories
 from genir.methods import build_method
 from genir.methods.miggt.model import (
@@ -20,6 +20,7 @@ from genir.methods.miggt.model import (
     self_loop_adjacency,
 )
 from tests.conftest import make_inter
+from tests.methods.feature_files import assert_feature_file_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,19 +113,11 @@ def test_branches_follow_hops_and_bad_hops_are_refused(split, feats):
         build_method("miggt", split, {"modalities": spec(feats), "default_hops": -1, "hops": ""})
 
 
-def test_user_feature_errors_name_the_file(split, feats, tmp_path):
-    rows = tmp_path / "rows.npy"
-    np.save(rows, np.ones((split.num_items - 1, 4), dtype=np.float32))
-    with pytest.raises(FeatureError, match=r"rows\.npy: has 24 rows, dataset has 25 items"):
-        build_method("miggt", split, {"modalities": f"img={rows}", "hops": ""})
-    nan = tmp_path / "nan.npy"
-    bad = np.ones((split.num_items, 4))
-    bad[3, 1] = np.nan
-    np.save(nan, bad)
-    with pytest.raises(FeatureError, match=r"nan\.npy: 1 NaN or infinite value"):
-        build_method("miggt", split, {"modalities": f"img={nan}", "hops": ""})
-    with pytest.raises(FeatureError, match=r"a\.npy: has 6 columns, expected 5"):
-        build_method("miggt", split, {"modalities": spec(feats), "hops": "", "feature_dims": "a=5"})
+def test_user_feature_errors_name_the_file(split, tmp_path):
+    assert_feature_file_errors(
+        tmp_path, split.num_items,
+        lambda mods, dims: build_method("miggt", split,
+                                        {"modalities": mods, "hops": "", **({"feature_dims": dims} if dims else {})}))
 
 
 def test_training_lowers_the_loss_and_scoring_is_deterministic(split, feats):
