@@ -73,7 +73,7 @@ def split_settings(method: str, settings: dict) -> tuple[dict, TrainerConfig]:
 
 def run_arms(arms: list[Arm], seeds: list[int], split: Split, *, common: dict | None = None,
              keep_models: bool = False, log: Callable[[str], None] = print, journal: str | Path | None = None,
-             on_run: Callable[[Arm, int, object, dict], None] | None = None) -> Experiment:
+             on_run: Callable[[Arm, int, object, dict], None] | None = None, train: bool = True) -> Experiment:
     """Train and test every arm once per seed. ``common`` settings (e.g. ``{"cpu": True, "progress": False}``)
     apply to all arms, under each arm's own settings. ``keep_models`` keeps the best model of every run
     (recipes that inspect a trained model afterwards: interpretability, plots).
@@ -83,6 +83,8 @@ def run_arms(arms: list[Arm], seeds: list[int], split: Split, *, common: dict | 
     resumes where it was, and processes that run disjoint arms into one journal share one report. Loaded runs
     have no model (``exp.models`` holds None for them). ``on_run(arm, seed, model, result)`` is called after
     each trained run, before it is journaled: a recipe may add entries to ``result`` (e.g. decoding checks).
+    ``train=False`` only reads the journal: runs not in it are skipped (a report of what has finished so far;
+    :func:`write_report` marks arms with fewer seeds).
     """
     exp = Experiment(split=split, seeds=list(seeds), arms=list(arms))
     folder = Path(journal) if journal is not None else None
@@ -95,6 +97,9 @@ def run_arms(arms: list[Arm], seeds: list[int], split: Split, *, common: dict | 
             if saved is not None and saved["result"]["settings"] == settings and saved["method"] == arm.method:
                 res, curve, loss, model = saved["result"], saved["curve"], saved["loss"], None
                 log(f"{arm.label:24s} seed {seed}: loaded from {entry}")
+            elif not train:
+                log(f"{arm.label:24s} seed {seed}: not in the journal, skipped")
+                continue
             else:
                 t = time.perf_counter()
                 model, result, res = train_run(RunSpec(model=arm.method, split=split.protocol), method, trainer,
@@ -125,18 +130,26 @@ def write_report(exp: Experiment, out: str | Path, *, title: str, recipe: str, q
     (validation NDCG@10 and training loss per epoch) into ``out``; returns the results dict."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    seeds_run = {label: [r["seed"] for r in runs] for label, runs in exp.runs.items()}
+    partial = {label: s for label, s in seeds_run.items() if len(s) < len(exp.seeds)}
+
+    def marked(table: dict) -> dict:  # an arm with fewer seeds than the experiment says so in its row name
+        return {(f"{k} ({len(partial[k])} of {len(exp.seeds)} seeds)" if k in partial else k): v
+                for k, v in table.items()}
+
     test, valid = exp.test_table(), exp.valid_table()
     results = {
         "recipe": recipe, "dataset": exp.split.dataset.name, "split": exp.split.describe(), "seeds": exp.seeds,
         "quick": quick, "command": " ".join([Path(sys.executable).name] + sys.argv),
         "environment": environment(), "arms": [arm.__dict__ for arm in exp.arms], "test": test, "valid": valid,
-        "timing": exp.timing(), "runs": exp.runs, "train_loss_curves": exp.losses,
+        "timing": exp.timing(), "seeds_run": seeds_run, "partial": bool(partial), "runs": exp.runs,
+        "train_loss_curves": exp.losses,
         "valid_ndcg10_curves": exp.curves, **(extra or {}),
     }
     header = (f"{title}: {exp.split.protocol}, full ranking with history masked, mean ± std over seeds "
               f"{exp.seeds}; model selection on the validation split only.\n\n")
-    md = header + "Test split\n\n" + markdown_table(test, columns) + "\n\nValidation split\n\n" + \
-        markdown_table(valid, columns) + "\n" + (f"\n{notes}\n" if notes else "")
+    md = header + "Test split\n\n" + markdown_table(marked(test), columns) + "\n\nValidation split\n\n" + \
+        markdown_table(marked(valid), columns) + "\n" + (f"\n{notes}\n" if notes else "")
     atomic_write(out / "results.json", lambda fh: fh.write(json.dumps(results, indent=2, default=str).encode()))
     atomic_write(out / "results.md", lambda fh: fh.write(md.encode()))
     plot_curves(exp, out / "curves.png", title)

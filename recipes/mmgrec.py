@@ -2,6 +2,7 @@
 
     python recipes/mmgrec.py                  # full run: leave-one-out, seeds 2020 2021 2022
     python recipes/mmgrec.py --quick          # a small run for the tests (1 seed, 2 epochs, tiny models)
+    python recipes/mmgrec.py --out D --report-only   # the table of the runs finished so far in D/runs
 
 Arms (all full ranking with the history masked; a generative model's ranking is its constrained beam search,
 beams 20: items outside the beam count as misses):
@@ -177,7 +178,8 @@ def plot_indexes(stats: dict[str, dict], out: Path) -> None:
     plt.close(fig)
 
 
-def run(seeds: list[int], quick: bool, out: Path, cpu: bool, only: list[str] | None = None) -> dict:
+def run(seeds: list[int], quick: bool, out: Path, cpu: bool, only: list[str] | None = None,
+        report_only: bool = False) -> dict:
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     indexes = build_indexes(out, quick)
@@ -192,7 +194,7 @@ def run(seeds: list[int], quick: bool, out: Path, cpu: bool, only: list[str] | N
             res["decoded_validity"] = decoded_validity(model, split)
 
     exp = run_arms(chosen, seeds, split, common={"progress": False, "cpu": cpu}, journal=out / "runs",
-                   on_run=check_decoding, log=lambda s: print(s, flush=True))
+                   on_run=check_decoding, log=lambda s: print(s, flush=True), train=not report_only)
     validity = {label: [r["decoded_validity"] for r in runs] for label, runs in exp.runs.items()
                 if "decoded_validity" in runs[0]}
     results = write_report(exp, out, title="MMGRec vs SASRec and TIGER on MovieLens-100K", recipe="mmgrec",
@@ -211,12 +213,15 @@ def main(argv=None) -> int:
     p.add_argument("--cpu", action="store_true", help="force CPU even if a GPU is visible")
     p.add_argument("--arms", default=None, help="comma-separated subset of the arms (default: all)")
     p.add_argument("--out", default=None)
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: write the report of the runs already in OUT/runs (arms with fewer seeds "
+                        "are marked)")
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.quick and args.seeds == "2020,2021,2022":
         seeds = [2020]
     out = Path(args.out or f"runs/mmgrec/{'quick-' if args.quick else ''}{time.strftime('%Y%m%d-%H%M%S')}")
-    run(seeds, args.quick, out, args.cpu, args.arms.split(",") if args.arms else None)
+    run(seeds, args.quick, out, args.cpu, args.arms.split(",") if args.arms else None, args.report_only)
     return 0
 
 

@@ -35,3 +35,12 @@ def test_journal_resumes_and_shares_runs(tmp_path):
     assert hooked[-1] == "retrained"
     saved = json.loads((tmp_path / "runs" / "bpr-seed1.json").read_text())
     assert saved["result"]["settings"]["trainer"]["epochs"] == 1
+
+    # train=False reads the journal only: a missing seed is skipped and the report marks the arm
+    partial = run_arms([Arm("pop", "pop"), *changed], [1, 3], split, common=common, journal=tmp_path / "runs",
+                       log=lines.append, train=False)
+    assert [r["seed"] for r in partial.runs["pop"]] == [1] and [r["seed"] for r in partial.runs["bpr"]] == [1]
+    results = write_report(partial, tmp_path / "partial", title="t", recipe="t")
+    assert results["partial"] and results["seeds_run"] == {"pop": [1], "bpr": [1]}
+    assert "| pop (1 of 2 seeds) |" in (tmp_path / "partial" / "results.md").read_text()
+
