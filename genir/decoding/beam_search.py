@@ -240,6 +240,9 @@ def constrained_beam_search(
         if constrained:
             parent = states.index_select(0, source)
             states = index.advance(parent, code, level) if dense else index.child_state(parent, slot, level)
+            # a -inf pick (fewer live candidates than beams, e.g. after exclusion) may be a padded slot with no
+            # child: it is a dead beam, never followed
+            states = states.masked_fill(~torch.isfinite(top_scores.flatten()), -1)
         history = torch.cat([history.index_select(0, source), code[:, None]], dim=1)
         scores = top_scores.flatten()
         if level + 1 < num_levels:
