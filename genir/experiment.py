@@ -71,9 +71,53 @@ def split_settings(method: str, settings: dict) -> tuple[dict, TrainerConfig]:
             TrainerConfig.from_dict({k: v for k, v in merged.items() if k not in fields_}))
 
 
+def _journal_entry(folder: Path | None, arm: Arm, seed: int, common: dict | None) -> tuple:
+    """(method settings, TrainerConfig, settings as journaled, journal file, saved record or None)."""
+    method, trainer = split_settings(arm.method, {**(common or {}), **arm.settings, "seed": seed})
+    settings = json.loads(json.dumps({**method, "trainer": trainer.__dict__}, default=str))
+    entry = folder / f"{arm.label}-seed{seed}.json" if folder is not None else None
+    saved = json.loads(entry.read_text()) if entry is not None and entry.is_file() else None
+    if saved is not None and not (saved["result"]["settings"] == settings and saved["method"] == arm.method):
+        saved = None  # a run of other settings under the same label: retrain
+    return method, trainer, settings, entry, saved
+
+
+def _train_one(arm: Arm, seed: int, split: Split, common: dict | None, folder: Path | None,
+               on_run: Callable | None, log: Callable[[str], None]) -> tuple[dict, list, list, object]:
+    """Train and test one (arm, seed) run and journal it; returns (results, curve, loss, model)."""
+    method, trainer, settings, entry, _ = _journal_entry(folder, arm, seed, common)
+    t = time.perf_counter()
+    model, result, res = train_run(RunSpec(model=arm.method, split=split.protocol), method, trainer, split=split)
+    res["label"], res["settings"] = arm.label, settings
+    curve = [h.get("valid_ndcg@10", float("nan")) for h in result.history]
+    loss = [h.get("loss", float("nan")) for h in result.history]
+    if on_run is not None:
+        on_run(arm, seed, model, res)
+    if entry is not None:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        record = {"method": arm.method, "result": res, "curve": curve, "loss": loss}
+        atomic_write(entry, lambda fh, r=record: fh.write(json.dumps(r, default=str).encode()))
+    log(f"{arm.label:24s} seed {seed}: best epoch {result.best_epoch:3d}  test ndcg@10 "
+        f"{res['test']['ndcg@10']:.4f}  recall@10 {res['test']['recall@10']:.4f}  "
+        f"({time.perf_counter() - t:.0f}s, {res['seconds_per_epoch']:.2f}s/epoch)")
+    return res, curve, loss, model
+
+
+def _worker_run(arm: Arm, seed: int, split: Split, common: dict | None, folder: Path, on_run: Callable | None,
+                threads: int | None) -> str:
+    """One (arm, seed) run in a worker process (results go to the journal only)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    _train_one(arm, seed, split, common, folder, on_run, lambda s: print(s, flush=True))
+    return f"{arm.label} seed {seed}"
+
+
 def run_arms(arms: list[Arm], seeds: list[int], split: Split, *, common: dict | None = None,
              keep_models: bool = False, log: Callable[[str], None] = print, journal: str | Path | None = None,
-             on_run: Callable[[Arm, int, object, dict], None] | None = None, train: bool = True) -> Experiment:
+             on_run: Callable[[Arm, int, object, dict], None] | None = None, train: bool = True,
+             workers: int = 1, threads_per_worker: int | None = None) -> Experiment:
     """Train and test every arm once per seed. ``common`` settings (e.g. ``{"cpu": True, "progress": False}``)
     apply to all arms, under each arm's own settings. ``keep_models`` keeps the best model of every run
     (recipes that inspect a trained model afterwards: interpretability, plots).
@@ -85,37 +129,38 @@ def run_arms(arms: list[Arm], seeds: list[int], split: Split, *, common: dict | 
     each trained run, before it is journaled: a recipe may add entries to ``result`` (e.g. decoding checks).
     ``train=False`` only reads the journal: runs not in it are skipped (a report of what has finished so far;
     :func:`write_report` marks arms with fewer seeds).
+
+    ``workers > 1`` trains the runs missing from the journal in that many spawned processes (each with
+    ``threads_per_worker`` torch threads), then reads the journal: on a CPU, two one-thread workers get more out
+    of two cores than one two-thread process. Needs a journal; ``on_run`` must be picklable (a module-level
+    function or a ``functools.partial`` of one); models stay in the workers (no ``keep_models``).
     """
-    exp = Experiment(split=split, seeds=list(seeds), arms=list(arms))
     folder = Path(journal) if journal is not None else None
+    if workers > 1 and train:
+        if folder is None or keep_models:
+            raise ValueError("run_arms(workers > 1) needs a journal and cannot keep models")
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        todo = [(arm, seed) for arm in arms for seed in seeds if _journal_entry(folder, arm, seed, common)[4] is None]
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_worker_run, arm, seed, split, common, folder, on_run, threads_per_worker)
+                       for arm, seed in todo]
+            for fut in as_completed(futures):
+                log(f"finished {fut.result()}")
+        train = False  # everything is in the journal now
+    exp = Experiment(split=split, seeds=list(seeds), arms=list(arms))
     for arm in arms:
         for seed in seeds:
-            method, trainer = split_settings(arm.method, {**(common or {}), **arm.settings, "seed": seed})
-            settings = json.loads(json.dumps({**method, "trainer": trainer.__dict__}, default=str))
-            entry = folder / f"{arm.label}-seed{seed}.json" if folder is not None else None
-            saved = json.loads(entry.read_text()) if entry is not None and entry.is_file() else None
-            if saved is not None and saved["result"]["settings"] == settings and saved["method"] == arm.method:
+            entry, saved = _journal_entry(folder, arm, seed, common)[3:]
+            if saved is not None:
                 res, curve, loss, model = saved["result"], saved["curve"], saved["loss"], None
                 log(f"{arm.label:24s} seed {seed}: loaded from {entry}")
             elif not train:
                 log(f"{arm.label:24s} seed {seed}: not in the journal, skipped")
                 continue
             else:
-                t = time.perf_counter()
-                model, result, res = train_run(RunSpec(model=arm.method, split=split.protocol), method, trainer,
-                                               split=split)
-                res["label"], res["settings"] = arm.label, settings
-                curve = [h.get("valid_ndcg@10", float("nan")) for h in result.history]
-                loss = [h.get("loss", float("nan")) for h in result.history]
-                if on_run is not None:
-                    on_run(arm, seed, model, res)
-                if entry is not None:
-                    entry.parent.mkdir(parents=True, exist_ok=True)
-                    record = {"method": arm.method, "result": res, "curve": curve, "loss": loss}
-                    atomic_write(entry, lambda fh, r=record: fh.write(json.dumps(r, default=str).encode()))
-                log(f"{arm.label:24s} seed {seed}: best epoch {result.best_epoch:3d}  test ndcg@10 "
-                    f"{res['test']['ndcg@10']:.4f}  recall@10 {res['test']['recall@10']:.4f}  "
-                    f"({time.perf_counter() - t:.0f}s, {res['seconds_per_epoch']:.2f}s/epoch)")
+                res, curve, loss, model = _train_one(arm, seed, split, common, folder, on_run, log)
             exp.runs.setdefault(arm.label, []).append(res)
             exp.curves.setdefault(arm.label, []).append(curve)
             exp.losses.setdefault(arm.label, []).append(loss)

@@ -53,14 +53,15 @@ def _best(results: list[dict]) -> dict:
     return best
 
 
-def _write(path: Path, args, results: list[dict], seconds: float, done: bool) -> None:
+def _write(path: Path, args, results: list[dict], seconds: float, done: bool, extra: dict | None = None) -> None:
     """Rewritten after every finished setting, so an interrupted search keeps what it measured."""
     from genir.atomic import write_json
     from genir.runs import environment
 
     write_json(path, {"command": " ".join([Path(sys.executable).name] + sys.argv),
                       "selection": "valid ndcg@10, seed 2020", "complete": done, "machine": environment(),
-                      "workers": args.workers, "seconds": seconds, "best": _best(results), "all": results})
+                      "workers": args.workers, "seconds": seconds, "best": _best(results), "all": results,
+                      **(extra or {})})
 
 
 def main(argv=None) -> int:

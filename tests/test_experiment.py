@@ -44,3 +44,40 @@ def test_journal_resumes_and_shares_runs(tmp_path):
     assert results["partial"] and results["seeds_run"] == {"pop": [1], "bpr": [1]}
     assert "| pop (1 of 2 seeds) |" in (tmp_path / "partial" / "results.md").read_text()
 
+
+
+def _mark_worker(arm, seed, model, res):  # module level: picklable for the spawned workers
+    import os
+
+    res["pid"] = os.getpid()
+
+
+def test_parallel_workers_fill_the_journal(tmp_path):
+    """workers=2 trains the missing runs in spawned processes (the on_run hook runs there), skips journaled ones,
+    and returns the same table as a sequential run of the same settings with the same thread count."""
+    import os
+
+    import pytest
+    import torch
+
+    split = leave_one_out(Dataset.from_frames("tiny", make_inter(n_users=20, n_items=30, per_user=8)))
+    arms = [Arm("pop", "pop"), Arm("bpr", "bpr", {"epochs": 2, "batch_size": 64, "embedding_size": 8})]
+    common = {"progress": False, "cpu": True}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        sequential = run_arms(arms, [1, 2], split, common=common, journal=tmp_path / "seq")
+    finally:
+        torch.set_num_threads(threads)
+    run_arms(arms[:1], [1], split, common=common, journal=tmp_path / "par")  # already there: not retrained
+    lines = []
+    parallel = run_arms(arms, [1, 2], split, common=common, journal=tmp_path / "par", workers=2,
+                        threads_per_worker=1, on_run=_mark_worker, log=lines.append)
+    assert sum(line.startswith("finished ") for line in lines) == 3
+    assert "pid" not in parallel.runs["pop"][0]
+    assert all(r["pid"] != os.getpid() for r in parallel.runs["bpr"])
+    for label in ("pop", "bpr"):
+        for a, b in zip(sequential.runs[label], parallel.runs[label]):
+            assert a["test"] == pytest.approx(b["test"], abs=1e-6)
+    with pytest.raises(ValueError, match="journal"):
+        run_arms(arms, [1], split, common=common, workers=2)
