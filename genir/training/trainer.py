@@ -73,10 +73,22 @@ class TrainerConfig:
 def _new_accelerator(c: TrainerConfig) -> Accelerator:
     """An Accelerator for this config. accelerate keeps its settings in process-wide singletons; a recipe that
     trains several models in one process (with different precision or accumulation) needs them cleared
-    first. The process group (PartialState) is kept, so this is safe under torchrun / accelerate launch."""
-    AcceleratorState._reset_state(reset_partial_state=False)
+    first. A distributed process group (PartialState) is kept, so this is safe under torchrun / accelerate
+    launch; a non-distributed one is re-detected.
+
+    Under a multi-process launch on a machine without CUDA the run goes to the CPU (gloo) even without
+    ``cpu=true``: accelerate would otherwise start N independent single-process runs, each training on all the
+    data. (It also keeps a model trained first in the process, such as MMGRec's graph encoder, from fixing the
+    process-wide state to "not distributed" before the main model's trainer asks for the process group.)"""
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType
+
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    cpu = c.cpu or (launched and not torch.cuda.is_available())
+    distributed = bool(PartialState._shared_state) and PartialState().distributed_type != DistributedType.NO
+    AcceleratorState._reset_state(reset_partial_state=not distributed)
     GradientState._reset_state()
-    return Accelerator(cpu=c.cpu, mixed_precision=c.mixed_precision, gradient_accumulation_steps=c.grad_accum)
+    return Accelerator(cpu=cpu, mixed_precision=c.mixed_precision, gradient_accumulation_steps=c.grad_accum)
 
 
 @dataclass
@@ -185,6 +197,9 @@ class Trainer:
         loader = DataLoader(dataset, batch_size=c.batch_size, shuffle=True, collate_fn=collate,
                             num_workers=c.num_workers)
         optimizer = torch.optim.Adam(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        # buffers are built from the split (graph adjacencies), the same in every process; DDP cannot broadcast
+        # sparse tensors at all, so it is told to leave those alone
+        model._ddp_params_and_buffers_to_ignore = [n for n, b in model.named_buffers() if b.is_sparse]
         self.model, optimizer, loader = acc.prepare(model, optimizer, loader)
         unwrapped = acc.unwrap_model(self.model)
 

@@ -112,7 +112,9 @@ class GenerativeTransformer(nn.Module):
         self.num_levels, self.position, self.encoder_input = num_levels, position, encoder_input
         self.max_history = max_history
         self.token_emb = nn.Embedding(vocab_size, d_model, padding_idx=PAD)
-        self.enc_level = nn.Embedding(num_levels, d_model)
+        # level embeddings of the encoder's code tokens; absent when it reads one token per item (an unused
+        # parameter would stop DistributedDataParallel, which expects a gradient for every parameter)
+        self.enc_level = nn.Embedding(num_levels, d_model) if encoder_input == "codes" else None
         self.dec_level = nn.Embedding(num_levels, d_model)
         self.pos_emb = nn.Embedding(max_history, d_model) if position == "absolute" else None
         self.item_proj = nn.Linear(item_dim, d_model, bias=False) if encoder_input == "features" else None
