@@ -88,7 +88,7 @@ def _train_one(arm: Arm, seed: int, split: Split, common: dict | None, folder: P
     method, trainer, settings, entry, _ = _journal_entry(folder, arm, seed, common)
     t = time.perf_counter()
     model, result, res = train_run(RunSpec(model=arm.method, split=split.protocol), method, trainer, split=split)
-    res["label"], res["settings"] = arm.label, settings
+    res["label"], res["settings"], res["environment"] = arm.label, settings, environment()  # commit, threads, load
     curve = [h.get("valid_ndcg@10", float("nan")) for h in result.history]
     loss = [h.get("loss", float("nan")) for h in result.history]
     if on_run is not None:

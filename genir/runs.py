@@ -117,7 +117,24 @@ def environment() -> dict:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "load_average_1_5_15min": [round(x, 2) for x in os.getloadavg()],
+        "git": _git_commit(),
     }
+
+
+def _git_commit() -> str | None:
+    """The commit of the genir checkout that produced a result (``+dirty`` with uncommitted changes to tracked
+    files), or None outside a git checkout (an installed wheel)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "") if head else None
 
 
 def _write_json(path: Path, obj) -> None:
