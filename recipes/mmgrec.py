@@ -166,23 +166,23 @@ def plot_indexes(stats: dict[str, dict], out: Path) -> None:
     for ax in axes:
         ax.set_xlabel("semantic level")
         ax.set_xticks(np.arange(3) + 0.4 - width / 2, ["1", "2", "3"])
-        ax.set_ylim(0, 1.05)
-        ax.legend(fontsize=8)
+        ax.set_ylim(0, 1.3)  # room for the legend above the bars
+        ax.legend(fontsize=8, ncol=2, loc="upper center")
     fig.suptitle("ml-100k identifier schemes: codebook use per level")
     fig.tight_layout()
     fig.savefig(out / "codebooks.png", dpi=120)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 4))
+    all_sizes = sorted({k for s in stats.values() for k in s["group_sizes"]})
     for j, (name, s) in enumerate(stats.items()):
-        sizes = sorted(s["group_sizes"])
-        items = [k * s["group_sizes"][k] for k in sizes]
-        ax.bar(np.arange(len(sizes)) + j * width, items, width,
+        x = np.array([all_sizes.index(k) for k in sorted(s["group_sizes"])]) + j * width
+        items = [k * s["group_sizes"][k] for k in sorted(s["group_sizes"])]
+        ax.bar(x, items, width,
                label=f"{name} (collision rate {s['collision_rate']:.1%}, max group {s['max_group']})")
-        for x, k in zip(np.arange(len(sizes)) + j * width, sizes):
-            ax.annotate(str(k), (x, 0), ha="center", va="bottom", fontsize=6)
+    ax.set_xticks(np.arange(len(all_sizes)) + 0.4 - width / 2, [str(k) for k in all_sizes])
     ax.set_yscale("log")
-    ax.set_xlabel("groups of items sharing a semantic code tuple, by size (label = size)")
+    ax.set_xlabel("size of the group of items sharing a semantic code tuple (1 = no collision)")
     ax.set_ylabel("items")
     ax.set_title("collision group sizes before the collision token")
     ax.legend(fontsize=7)
