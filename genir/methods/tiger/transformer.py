@@ -86,9 +86,17 @@ class Block(nn.Module):
         self.n3 = nn.LayerNorm(d_model)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x, self_allowed, memory=None, cross_allowed=None, user=None):
+    def forward(self, x, self_allowed, memory=None, cross_allowed=None, user=None, self_group: int = 0):
+        """``self_group`` > 0: the Q queries form contiguous groups of that size that attend only within their
+        group, so self-attention runs on (B * Q / g, g, D) with ``self_allowed`` (1, g, g) instead of on a
+        (Q, Q) mask that is almost all False (g x fewer attention scores and dropout draws)."""
         h = self.n1(x)
-        x = x + self.drop(self.self_attn(h, h, self_allowed, user))
+        if self_group:
+            b, nq, d = h.shape
+            g = h.reshape(b * nq // self_group, self_group, d)
+            x = x + self.drop(self.self_attn(g, g, self_allowed, user).reshape(b, nq, d))
+        else:
+            x = x + self.drop(self.self_attn(h, h, self_allowed, user))
         if self.cross is not None:
             x = x + self.drop(self.cross(self.n2(x), memory, cross_allowed))
         return x + self.drop(self.ff(self.n3(x)))
@@ -170,16 +178,18 @@ class GenerativeTransformer(nn.Module):
             x = block(x, allowed, user=user)
         return self.enc_norm(x), item
 
-    def decode(self, tokens, levels, memory, memory_item, group, limit):
+    def decode(self, tokens, levels, memory, memory_item, group_size: int, limit):
         """Logits (B, Q, V) of decoder inputs ``tokens`` (B, Q) at ID levels ``levels`` (Q,).
 
-        Queries with equal ``group`` (B or 1, Q) form one target's sequence and see each other causally (queries
-        of one group are contiguous); a query reads the memory tokens whose item is <= its ``limit`` (B or 1, Q).
-        Training packs the T targets of a window as T groups; decoding packs the beams of a query as groups, so
-        beams share the query's memory instead of copying it."""
+        The Q queries form contiguous groups of ``group_size``, each one target's sequence (BOS + its codes so
+        far), which see each other causally and nothing of the other groups; a query reads the memory tokens
+        whose item is <= its ``limit`` (B or 1, Q). Training packs the T targets of a window as T groups;
+        decoding packs the beams of a query as groups, so beams share the query's memory instead of copying it."""
         nq = tokens.shape[1]
-        order = torch.arange(nq, device=tokens.device)
-        allowed_self = (group[:, :, None] == group[:, None, :]) & (order[None, :] <= order[:, None])[None]
+        if nq % group_size:
+            raise ValueError(f"{nq} decoder queries do not split into groups of {group_size}")
+        order = torch.arange(group_size, device=tokens.device)
+        allowed_self = (order[None, :] <= order[:, None])[None]  # (1, g, g) causal within a group
         allowed_cross = memory_item[:, None, :] <= limit[:, :, None]  # (B, Q, S)
         # anchor: the encoder state of the last memory token a target may read (its most recent item, or the
         # start token), added to the target's BOS input as SASRec reads the state at its own position: it tells
@@ -189,7 +199,7 @@ class GenerativeTransformer(nn.Module):
         anchor = anchor * (levels == 0)[None, :, None]  # on the BOS input only: code tokens keep their identity
         x = self.drop(self.token_emb(tokens) + self.dec_level(levels) + anchor)
         for block in self.decoder:
-            x = block(x, allowed_self, memory, allowed_cross)
+            x = block(x, allowed_self, memory, allowed_cross, self_group=group_size)
         return self.dec_norm(x) @ self.token_emb.weight.T  # tied output embedding
 
     def training_loss(self, item_tokens, item_valid, target_tokens, target_valid, item_vectors=None, user=None):
@@ -203,7 +213,7 @@ class GenerativeTransformer(nn.Module):
         dec_in = torch.cat([bos, target_tokens[:, :, :-1]], dim=2).flatten(1)  # (B, T*L)
         slot = torch.arange(t, device=dec_in.device).repeat_interleave(nl)[None]  # (1, T*L)
         levels = torch.arange(nl, device=dec_in.device).repeat(t)
-        logits = self.decode(dec_in, levels, memory, memory_item, slot, slot)  # (B, T*L, V)
+        logits = self.decode(dec_in, levels, memory, memory_item, nl, slot)  # (B, T*L, V)
         labels = target_tokens.masked_fill(~target_valid[:, :, None], -100).flatten(1)
         return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
 
@@ -228,9 +238,9 @@ class DecoderStep:
         b = memory.shape[0]
         dec_in = torch.cat([tokens.new_full((rows, 1), BOS), tokens], dim=1).view(b, per_query * (n + 1))
         levels = torch.arange(n + 1, device=tokens.device).repeat(per_query)
-        group = torch.arange(per_query, device=tokens.device).repeat_interleave(n + 1)[None]
-        limit = torch.full_like(group, 1 << 29)  # every history item (padding is 1 << 30)
-        logits = self.net.decode(dec_in, levels, memory, memory_item, group, limit)  # (B, g*(n+1), V)
+        # every history item may be read (padding is 1 << 30)
+        limit = torch.full((1, per_query * (n + 1)), 1 << 29, device=tokens.device)
+        logits = self.net.decode(dec_in, levels, memory, memory_item, n + 1, limit)  # (B, g*(n+1), V)
         return logits.view(rows, n + 1, -1)[:, -1], cache
 
     @staticmethod
