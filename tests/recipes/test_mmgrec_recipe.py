@@ -15,7 +15,7 @@ def test_mmgrec_quick(tmp_path):
     out = tmp_path / "run"
     assert mmgrec.main(["--quick", "--cpu", "--out", str(out)]) == 0
     res = json.loads((out / "results.json").read_text())
-    labels = ["sasrec", "tiger", "mmgrec", "mmgrec-tuned", "mmgrec-no-graph-ids", "mmgrec-absolute", "mmgrec-rq-kmeans"]
+    labels = ["sasrec", "tiger", "mmgrec", "mmgrec-no-graph-ids", "mmgrec-absolute", "mmgrec-rq-kmeans"]
     assert list(res["test"]) == labels and res["seeds"] == [2020]
     for label in labels[1:]:
         (run,) = res["runs"][label]
