@@ -117,7 +117,7 @@ def environment() -> dict:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "load_average_1_5_15min": [round(x, 2) for x in os.getloadavg()],
-        "git": _git_commit(),
+        "git": _COMMIT_AT_IMPORT,
     }
 
 
@@ -135,6 +135,11 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return head + ("+dirty" if dirty else "") if head else None
+
+
+# Read once, when this process loads genir: a long-lived process (a recipe's worker pool) runs the code it
+# imported, so a commit read when a result is written could name code the process never ran.
+_COMMIT_AT_IMPORT = _git_commit()
 
 
 def _write_json(path: Path, obj) -> None:
