@@ -43,7 +43,7 @@ SETTINGS = [
     ("d_model 128", "graph-rqvae", {"d_model": 128, "num_heads": 4}),
     ("d_ff 64 (paper)", "graph-rqvae", {"d_ff": 64}),
     ("learned item tokens", "graph-rqvae", {"encoder_input": "items"}),
-    ("64 codes, 16-d latent", "graph-rqvae-64x16", {}),
+    ("64 codes / 16-d latent", "graph-rqvae-64x16", {}),
 ]
 
 
