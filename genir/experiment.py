@@ -114,6 +114,27 @@ def _worker_run(arm: Arm, seed: int, split: Split, common: dict | None, folder: 
     return f"{arm.label} seed {seed}"
 
 
+
+def worker_pool(workers: int):
+    """A ``ProcessPoolExecutor`` of ``workers`` spawned processes (no OpenMP / CUDA state inherited through fork)
+    for recipes that run several trainings side by side. On Linux each worker dies with the process that
+    started it: a plain ``kill`` of a recipe would otherwise leave its workers training (and writing to the
+    journal) until their current run ends."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_die_with_parent)
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
 def run_arms(arms: list[Arm], seeds: list[int], split: Split, *, common: dict | None = None,
              keep_models: bool = False, log: Callable[[str], None] = print, journal: str | Path | None = None,
              on_run: Callable[[Arm, int, object, dict], None] | None = None, train: bool = True,
@@ -139,11 +160,10 @@ def run_arms(arms: list[Arm], seeds: list[int], split: Split, *, common: dict | 
     if workers > 1 and train:
         if folder is None or keep_models:
             raise ValueError("run_arms(workers > 1) needs a journal and cannot keep models")
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import as_completed
 
         todo = [(arm, seed) for arm in arms for seed in seeds if _journal_entry(folder, arm, seed, common)[4] is None]
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with worker_pool(workers) as pool:
             futures = [pool.submit(_worker_run, arm, seed, split, common, folder, on_run, threads_per_worker)
                        for arm, seed in todo]
             for fut in as_completed(futures):

@@ -18,11 +18,10 @@ Writes ``runs/miggt/<time>/``: ``results.json`` (+ the search table and chosen K
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -30,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baselines import baseline_arms
 
 from genir.data import load_dataset, make_split
-from genir.experiment import Arm, Experiment, run_arms, write_report
+from genir.experiment import Arm, Experiment, run_arms, worker_pool, write_report
 from genir.features.modalities import load_modalities
 
 BRANCHES = ("id", "text", "kg", "cf")
@@ -72,8 +71,7 @@ def run_parallel(arms: list[Arm], seeds: list[int], split, common: dict, workers
     jobs = [(arm, seed, common) for arm in arms for seed in seeds]
     jobs.sort(key=lambda j: j[0].method in BASELINES)  # longest runs first: better packing on the workers
     done: dict[tuple[str, int], tuple] = {}
-    ctx = multiprocessing.get_context("spawn")  # no OpenMP / CUDA state inherited through fork
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with worker_pool(workers) as pool:
         for fut in as_completed([pool.submit(_job, j) for j in jobs]):
             label, seed, res, curve, loss = fut.result()
             done[(label, seed)] = (res, curve, loss)

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import multiprocessing
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 
 GRIDS = {
@@ -80,8 +79,10 @@ def main(argv=None) -> int:
     results: list[dict] = []
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ctx = multiprocessing.get_context("spawn")  # no CUDA state inherited through fork
-    with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx) as pool:
+    # imported here, not at the top: the workers set their thread count before torch loads
+    from genir.experiment import worker_pool
+
+    with worker_pool(args.workers) as pool:
         for fut in as_completed([pool.submit(_one, job) for job in jobs]):
             r = fut.result()
             results.append(r)

@@ -16,16 +16,17 @@ every finished setting. The recipe's MMGRec arm takes the changes that won here 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mmgrec import GENERATIVE, ROOT
 from tune_baselines import _one, _write
+
+from genir.experiment import worker_pool
 
 # index variants: name -> (spec, overrides)
 INDEXES = {
@@ -85,8 +86,7 @@ def main(argv=None) -> int:
     results: list[dict] = []
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx) as pool:
+    with worker_pool(args.workers) as pool:
         futures = {pool.submit(_one, job[:3]): job for job in jobs}
         for fut in as_completed(futures):
             label = futures[fut][3]

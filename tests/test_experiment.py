@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
 
 from genir.data import Dataset, leave_one_out
 from genir.experiment import Arm, run_arms, write_report
 from tests.conftest import make_inter
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_journal_resumes_and_shares_runs(tmp_path):
@@ -81,3 +91,40 @@ def test_parallel_workers_fill_the_journal(tmp_path):
             assert a["test"] == pytest.approx(b["test"], abs=1e-6)
     with pytest.raises(ValueError, match="journal"):
         run_arms(arms, [1], split, common=common, workers=2)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_worker_pool_workers_die_with_their_parent():
+    """A plain `kill` of a recipe must not leave its workers training (they would keep writing to the journal)."""
+    script = (
+        "import os, sys, time\n"
+        "from genir.experiment import worker_pool\n"
+        "pool = worker_pool(1)\n"
+        "print(pool.submit(os.getpid).result(), flush=True)\n"
+        "pool.submit(time.sleep, 120)\n"
+        "time.sleep(120)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        worker = int(parent.stdout.readline())
+        assert _running(worker)  # alive while its parent is
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _running(worker):
+            time.sleep(0.1)
+        if not _running(worker):
+            return
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail(f"worker {worker} outlived its parent")
+    finally:
+        parent.kill()
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (an orphan waits for init to reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
