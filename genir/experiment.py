@@ -71,21 +71,27 @@ def split_settings(method: str, settings: dict) -> tuple[dict, TrainerConfig]:
             TrainerConfig.from_dict({k: v for k, v in merged.items() if k not in fields_}))
 
 
-def _journal_entry(folder: Path | None, arm: Arm, seed: int, common: dict | None) -> tuple:
-    """(method settings, TrainerConfig, settings as journaled, journal file, saved record or None)."""
+def _run_settings(folder: Path | None, arm: Arm, seed: int, common: dict | None) -> tuple:
+    """(method settings, TrainerConfig, settings as journaled, journal file or None) of one (arm, seed) run."""
     method, trainer = split_settings(arm.method, {**(common or {}), **arm.settings, "seed": seed})
     settings = json.loads(json.dumps({**method, "trainer": trainer.__dict__}, default=str))
     entry = folder / f"{arm.label}-seed{seed}.json" if folder is not None else None
+    return method, trainer, settings, entry
+
+
+def _journaled(folder: Path | None, arm: Arm, seed: int, common: dict | None) -> tuple[Path | None, dict | None]:
+    """(journal file, its saved record or None): None when absent or made with other settings (retrain)."""
+    _, _, settings, entry = _run_settings(folder, arm, seed, common)
     saved = json.loads(entry.read_text()) if entry is not None and entry.is_file() else None
     if saved is not None and not (saved["result"]["settings"] == settings and saved["method"] == arm.method):
-        saved = None  # a run of other settings under the same label: retrain
-    return method, trainer, settings, entry, saved
+        saved = None  # a run of other settings under the same label
+    return entry, saved
 
 
 def _train_one(arm: Arm, seed: int, split: Split, common: dict | None, folder: Path | None,
                on_run: Callable | None, log: Callable[[str], None]) -> tuple[dict, list, list, object]:
     """Train and test one (arm, seed) run and journal it; returns (results, curve, loss, model)."""
-    method, trainer, settings, entry, _ = _journal_entry(folder, arm, seed, common)
+    method, trainer, settings, entry = _run_settings(folder, arm, seed, common)
     t = time.perf_counter()
     model, result, res = train_run(RunSpec(model=arm.method, split=split.protocol), method, trainer, split=split)
     res["label"], res["settings"], res["environment"] = arm.label, settings, environment()  # commit, threads, load
@@ -114,7 +120,6 @@ def _worker_run(arm: Arm, seed: int, split: Split, common: dict | None, folder: 
     return f"{arm.label} seed {seed}"
 
 
-
 def worker_pool(workers: int):
     """A ``ProcessPoolExecutor`` of ``workers`` spawned processes (no OpenMP / CUDA state inherited through fork)
     for recipes that run several trainings side by side. On Linux each worker dies with the process that
@@ -134,6 +139,7 @@ def _die_with_parent() -> None:
 
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
 
 def run_arms(arms: list[Arm], seeds: list[int], split: Split, *, common: dict | None = None,
              keep_models: bool = False, log: Callable[[str], None] = print, journal: str | Path | None = None,
@@ -162,7 +168,7 @@ def run_arms(arms: list[Arm], seeds: list[int], split: Split, *, common: dict | 
             raise ValueError("run_arms(workers > 1) needs a journal and cannot keep models")
         from concurrent.futures import as_completed
 
-        todo = [(arm, seed) for arm in arms for seed in seeds if _journal_entry(folder, arm, seed, common)[4] is None]
+        todo = [(arm, seed) for arm in arms for seed in seeds if _journaled(folder, arm, seed, common)[1] is None]
         with worker_pool(workers) as pool:
             futures = [pool.submit(_worker_run, arm, seed, split, common, folder, on_run, threads_per_worker)
                        for arm, seed in todo]
@@ -172,7 +178,7 @@ def run_arms(arms: list[Arm], seeds: list[int], split: Split, *, common: dict | 
     exp = Experiment(split=split, seeds=list(seeds), arms=list(arms))
     for arm in arms:
         for seed in seeds:
-            entry, saved = _journal_entry(folder, arm, seed, common)[3:]
+            entry, saved = _journaled(folder, arm, seed, common)
             if saved is not None:
                 res, curve, loss, model = saved["result"], saved["curve"], saved["loss"], None
                 log(f"{arm.label:24s} seed {seed}: loaded from {entry}")

@@ -127,6 +127,8 @@ def _git_commit() -> str | None:
     import subprocess
 
     root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():  # an installed copy: git would report an enclosing repository's commit
+        return None
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
@@ -137,8 +139,9 @@ def _git_commit() -> str | None:
     return head + ("+dirty" if dirty else "") if head else None
 
 
-# Read once, when this process loads genir: a long-lived process (a recipe's worker pool) runs the code it
-# imported, so a commit read when a result is written could name code the process never ran.
+# Read once, when this process loads genir (two quick git calls, only in a checkout): a long-lived process (a
+# recipe's worker pool) runs the code it imported, so a commit read when a result is written could name code the
+# process never ran.
 _COMMIT_AT_IMPORT = _git_commit()
 
 

@@ -55,19 +55,13 @@ def test_journal_resumes_and_shares_runs(tmp_path):
     assert "| pop (1 of 2 seeds) |" in (tmp_path / "partial" / "results.md").read_text()
 
 
-
 def _mark_worker(arm, seed, model, res):  # module level: picklable for the spawned workers
-    import os
-
     res["pid"] = os.getpid()
 
 
 def test_parallel_workers_fill_the_journal(tmp_path):
     """workers=2 trains the missing runs in spawned processes (the on_run hook runs there), skips journaled ones,
     and returns the same table as a sequential run of the same settings with the same thread count."""
-    import os
-
-    import pytest
     import torch
 
     split = leave_one_out(Dataset.from_frames("tiny", make_inter(n_users=20, n_items=30, per_user=8)))
