@@ -37,6 +37,7 @@ class Arm:
     label: str
     method: str
     settings: dict = field(default_factory=dict)
+    cost: float = 1.0  # expected time of one run relative to the other arms: workers start the costliest first
 
 
 @dataclass
@@ -159,7 +160,7 @@ def run_arms(arms: list[Arm], seeds: list[int], split: Split, *, common: dict | 
 
     ``workers > 1`` trains the runs missing from the journal in that many spawned processes (each with
     ``threads_per_worker`` torch threads), then reads the journal: on a CPU, two one-thread workers get more out
-    of two cores than one two-thread process. Needs a journal; ``on_run`` must be picklable (a module-level
+    of two cores than one two-thread process, started costliest arm first (``Arm.cost``). Needs a journal; ``on_run`` must be picklable (a module-level
     function or a ``functools.partial`` of one); models stay in the workers (no ``keep_models``).
     """
     folder = Path(journal) if journal is not None else None
@@ -169,6 +170,8 @@ def run_arms(arms: list[Arm], seeds: list[int], split: Split, *, common: dict | 
         from concurrent.futures import as_completed
 
         todo = [(arm, seed) for arm in arms for seed in seeds if _journaled(folder, arm, seed, common)[1] is None]
+        # longest first: the last runs to finish are short ones, so no worker idles long at the end
+        todo.sort(key=lambda job: -job[0].cost)
         with worker_pool(workers) as pool:
             futures = [pool.submit(_worker_run, arm, seed, split, common, folder, on_run, threads_per_worker)
                        for arm, seed in todo]

@@ -91,6 +91,15 @@ def _new_accelerator(c: TrainerConfig) -> Accelerator:
     return Accelerator(cpu=cpu, mixed_precision=c.mixed_precision, gradient_accumulation_steps=c.grad_accum)
 
 
+def bf16_is_native(cpu: bool = False) -> bool:
+    """Whether bf16 autocast (``mixed_precision="bf16"``) runs on native kernels here: a CUDA GPU with bf16, or a
+    CPU whose oneDNN has bf16 kernels (AVX-512 / AMX on x86, BF16 on Arm). Elsewhere torch emulates it and it is
+    slower than fp32. Recipes turn it on only where it is native."""
+    if not cpu and torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 @dataclass
 class TrainResult:
     best_epoch: int

@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genir.methods.tiger.dropout import Dropout, dropout
+
 PAD, BOS, CODE_BASE = 0, 1, 2
 POSITIONS = ("absolute", "relation", "none")
 ENCODER_INPUTS = ("codes", "items", "features")
@@ -69,7 +71,15 @@ class Attention(nn.Module):
             bias = (uq @ uk.transpose(1, 2)) / math.sqrt(self.dh)  # (B, S, S), shared by the heads
             mask = bias[:, None].masked_fill(~allowed[:, None], float("-inf"))
             v = v + uv[:, None]
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        if self.training and self.dropout > 0 and q.device.type == "cpu":
+            # SDPA's CPU dropout draws a full-cost random number per attention weight; see dropout.py
+            if mask.dtype == torch.bool:
+                mask = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, float("-inf"))
+            weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(self.dh) + mask, dim=-1)
+            y = dropout(weights, self.dropout) @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                               dropout_p=self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(b, nq, d))
 
 
@@ -82,9 +92,9 @@ class Block(nn.Module):
         self.n1 = nn.LayerNorm(d_model)
         self.cross = Attention(d_model, num_heads, dropout) if cross else None
         self.n2 = nn.LayerNorm(d_model) if cross else None
-        self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
+        self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), Dropout(dropout), nn.Linear(d_ff, d_model))
         self.n3 = nn.LayerNorm(d_model)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x, self_allowed, memory=None, cross_allowed=None, user=None, self_group: int = 0):
         """``self_group`` > 0: the Q queries form contiguous groups of that size that attend only within their
@@ -133,7 +143,7 @@ class GenerativeTransformer(nn.Module):
         self.decoder = nn.ModuleList(Block(d_model, num_heads, d_ff, dropout, cross=True)
                                      for _ in range(num_decoder_layers))
         self.enc_norm, self.dec_norm = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.apply(self._init)
 
     @staticmethod
