@@ -87,6 +87,23 @@ def test_parallel_workers_fill_the_journal(tmp_path):
         run_arms(arms, [1], split, common=common, workers=2)
 
 
+def test_workers_start_the_costliest_arms_first(tmp_path, monkeypatch):
+    """Runs are handed to the workers by Arm.cost, highest first (stable among equal costs), so the pool does not
+    end with one long run while the other workers idle."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from genir import experiment
+
+    monkeypatch.setattr(experiment, "worker_pool", lambda workers: ThreadPoolExecutor(1))  # runs in submit order
+    split = leave_one_out(Dataset.from_frames("tiny", make_inter(n_users=20, n_items=30, per_user=8)))
+    arms = [Arm("pop", "pop"), Arm("pop-costly", "pop", cost=3), Arm("pop-middle", "pop", cost=2)]
+    started = []
+    run_arms(arms, [1, 2], split, common={"progress": False, "cpu": True}, journal=tmp_path, workers=2,
+             on_run=lambda arm, seed, model, res: started.append((arm.label, seed)), log=lambda s: None)
+    assert started == [("pop-costly", 1), ("pop-costly", 2), ("pop-middle", 1), ("pop-middle", 2), ("pop", 1),
+                       ("pop", 2)]
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
 def test_worker_pool_workers_die_with_their_parent():
     """A plain `kill` of a recipe must not leave its workers training (they would keep writing to the journal)."""
