@@ -160,8 +160,9 @@ def run_arms(arms: list[Arm], seeds: list[int], split: Split, *, common: dict | 
 
     ``workers > 1`` trains the runs missing from the journal in that many spawned processes (each with
     ``threads_per_worker`` torch threads), then reads the journal: on a CPU, two one-thread workers get more out
-    of two cores than one two-thread process, started costliest arm first (``Arm.cost``). Needs a journal; ``on_run`` must be picklable (a module-level
-    function or a ``functools.partial`` of one); models stay in the workers (no ``keep_models``).
+    of two cores than one two-thread process. Runs start costliest arm first (``Arm.cost``). Needs a journal;
+    ``on_run`` must be picklable (a module-level function or a ``functools.partial`` of one); models stay in the
+    workers (no ``keep_models``).
     """
     folder = Path(journal) if journal is not None else None
     if workers > 1 and train:

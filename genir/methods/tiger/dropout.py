@@ -7,7 +7,8 @@ training step. Here each random 32-bit integer gives four mask bytes: an element
 0.1992) and kept values are scaled by ``1 / (1 - that)`` to keep the expectation. Measured on one thread
 (``benchmarks/dropout_cpu.py``): masks 1.9-2.6x faster, training steps 1.12x (MMGRec) and 1.17x (TIGER) faster.
 On other devices (CUDA's Philox generator is fast) and for a ``p`` that rounds to 0 or 1 it is exactly
-``F.dropout``. The masks come from torch's global generator, so ``torch.manual_seed`` makes runs reproducible as before.
+``F.dropout``. The masks come from torch's global generator, so ``torch.manual_seed`` makes runs reproducible
+as before.
 """
 
 from __future__ import annotations
