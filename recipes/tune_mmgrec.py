@@ -23,7 +23,7 @@ from concurrent.futures import as_completed
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mmgrec import GENERATIVE, ROOT
+from mmgrec import GENERATIVE, MMGREC, ROOT
 from tune_baselines import _one, _write
 
 from genir.experiment import worker_pool
@@ -47,8 +47,8 @@ SETTINGS = [
     ("64 codes / 16-d latent", "graph-rqvae-64x16", {}),
     # run 3: the recipe's arm (the two winners above and the paper's d_ff 64, which trains 1.4x faster), in fp32
     # and with bf16 autocast (accelerate's mixed_precision; evaluation stays fp32)
-    ("recipe arm fp32", "graph-rqvae", {"dropout": 0.1, "lr": 2e-3, "d_ff": 64}),
-    ("recipe arm bf16", "graph-rqvae", {"dropout": 0.1, "lr": 2e-3, "d_ff": 64, "mixed_precision": "bf16"}),
+    ("recipe arm fp32", "graph-rqvae", MMGREC),
+    ("recipe arm bf16", "graph-rqvae", {**MMGREC, "mixed_precision": "bf16"}),
 ]
 
 
