@@ -25,6 +25,8 @@ demo: $(STAMP)
 	$(BIN)/genir demo
 
 test: $(STAMP)
+	# the package's floors and no import cycles (contracts in pyproject.toml, [tool.importlinter])
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -m "not slow" -q
 
 test-slow: $(STAMP)
@@ -38,6 +40,7 @@ baselines: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check genir recipes benchmarks tests
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,5 +1,5 @@
 """CPU cost of dropout in the generative transformer: torch's ``F.dropout`` against the byte-mask dropout of
-:mod:`genir.methods.tiger.dropout`, side by side in one run.
+:mod:`genir.models.dropout`, side by side in one run.
 
     python benchmarks/dropout_cpu.py [--threads 1] [--steps 20]
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-import genir.methods.tiger.dropout as fast
+import genir.models.dropout as fast
 from genir.data import load_dataset, make_split
 from genir.experiment import split_settings
 from genir.methods import get_method

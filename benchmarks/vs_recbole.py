@@ -221,10 +221,8 @@ def run_genir(model: str, seed: int, epochs: int | None) -> tuple[dict, dict[str
     split = leave_one_out(dataset)
     torch.manual_seed(seed)
     method = build_method(model, split)
-    settings = {**type(method).trainer_defaults, "progress": False, "seed": seed}
-    if epochs is not None:
-        settings["epochs"] = epochs
-    trainer = Trainer(method, split, TrainerConfig.from_dict(settings))
+    settings = {"progress": False, "seed": seed, **({"epochs": epochs} if epochs is not None else {})}
+    trainer = Trainer(method, split, config=TrainerConfig.for_method(method, settings))
     setup_seconds = time.perf_counter() - t_setup
 
     fit = trainer.fit()

@@ -5,7 +5,7 @@
     genir eval --run runs/sasrec [--stage test]
     genir recommend --run runs/sasrec --user 196 -k 10
     genir train --index DIR [key=value ...]        (TIGER on an index dir; the run is saved in DIR/model)
-    genir retrieve --index DIR --history 1,50,181 -k 10 | --user 196 | --batch FILE
+    genir retrieve --index DIR | --run RUN  --history 1,50,181 -k 10 | --user 196 | --batch FILE | --query TEXT
     genir eval --index DIR
     genir demo
     genir index build --dataset ml-100k --scheme tokenizers/rqvae.yaml --out DIR | index info DIR | index add DIR --items F
@@ -17,23 +17,17 @@ exit with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from pathlib import Path
 
 from genir.errors import GenirError
+from genir.eval.report import print_metrics
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def _print_metrics(rows: dict[str, dict[str, float]], ks=(5, 10, 20)) -> None:
-    from genir.eval import markdown_table
-
-    cols = [f"{m}@{k}" for m in ("recall", "ndcg", "mrr", "hit") for k in ks]
-    agg = {name: {c: {"mean": v[c], "std": 0.0, "n": 1} for c in cols if c in v} for name, v in rows.items()}
-    print(markdown_table(agg, cols))
 
 
 def cmd_data_info(args) -> int:
@@ -60,17 +54,33 @@ def cmd_train(args) -> int:
             settings[flag] = getattr(args, flag)
     settings.update(parse_overrides(args.overrides))
     model = args.model
+    lock = contextlib.nullcontext()
     if args.index:
-        from genir.index import read_manifest
+        from genir.index import index_lock, read_manifest
 
         manifest = read_manifest(args.index)  # refuses a dir that is not an index before any training
         settings["index"] = str(Path(args.index).resolve())
         model = model or "tiger"
         if "dataset" not in settings:  # the catalogue the index was built from
-            ds = manifest.get("dataset", {})
+            ds = manifest.get("dataset") or {}
+            if not ds:
+                raise ConfigError(f"{args.index}: the index was built from a catalogue without interactions; "
+                                  "`genir train --index` trains a recommender on a dataset's interactions")
             settings["dataset"] = ds.get("name") if ds.get("name") == "ml-100k" else ds.get("source")
+        seen = (manifest.get("split") or {}).get("protocol", "")
+        if "split" not in settings and seen.startswith("temporal"):
+            settings["split"] = "temporal"  # the interactions the index's IDs saw
         if not args.out:
             args.out = str(_index_model_dir(args.index))
+        if args.resume:  # fine-tune the index's model, e.g. after `genir index add`
+            previous = Path(args.out)
+            if not (previous / "best_model.safetensors").is_file():
+                raise ConfigError(f"--resume: no trained model in {previous} (train one with `genir train --index "
+                                  f"{args.index}` first)")
+            settings["init_from"] = str(_snapshot_run(previous))
+        lock = index_lock(args.index)  # no `genir index add` while the model in DIR/model is written
+    elif args.resume:
+        settings["resume"] = "true"
     if not model and "model" not in settings:
         raise ConfigError("genir train: give --model NAME (or --index DIR to train tiger on an index)")
     if args.out:
@@ -78,15 +88,28 @@ def cmd_train(args) -> int:
     if args.seed is not None:
         settings["seed"] = args.seed
     spec, method, trainer = resolve(settings, model=model)
-    _, result, results = train_run(spec, method, trainer)
+    with lock:
+        _, result, results = train_run(spec, method, trainer)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun / accelerate launch only rank 0 reports
         return 0
     print(f"best epoch {result.best_epoch}; valid {trainer.metric} {result.best_valid.get(trainer.metric, 0):.4f}; "
           f"{results['train_seconds']:.1f}s training, {results['total_seconds']:.1f}s total on {results['device']}")
-    _print_metrics({f"{spec.model} (test)": results["test"]})
+    print_metrics({f"{spec.model} (test)": results["test"]})
     if trainer.output_dir:
         print(f"run saved in {trainer.output_dir}")
     return 0
+
+
+def _snapshot_run(run_dir: Path) -> Path:
+    """A copy of a run's best weights beside it (``.<name>.init``), so the run dir can be rewritten by the
+    fine-tuning that starts from them."""
+    import shutil
+
+    snap = run_dir.with_name(f".{run_dir.name}.init")
+    shutil.rmtree(snap, ignore_errors=True)
+    snap.mkdir(parents=True)
+    shutil.copy2(run_dir / "best_model.safetensors", snap / "best_model.safetensors")
+    return snap
 
 
 def cmd_eval(args) -> int:
@@ -117,7 +140,7 @@ def cmd_eval(args) -> int:
             raise ConfigError(f"{other}: trained on another dataset or split than {args.run}; not comparable")
         rows[f"{i['spec']['model']} ({args.stage})"] = evaluate_model(m, s, args.stage)
         out.setdefault("compare", {})[other] = rows[f"{i['spec']['model']} ({args.stage})"]
-    _print_metrics(rows)
+    print_metrics(rows)
     if args.exact:
         a = out["agreement"]
         print(f"\nbeam vs exact top-10 over {a['users']} users: same list {a['same_top_k_list']:.1%}, same set "
@@ -148,14 +171,22 @@ def _require_index_model(index_dir: str) -> Path:
     return model_dir
 
 
-def _retrieve_queries(args, split) -> list[tuple[str, list[int]]]:
-    """(label, internal item history) per query of ``--history``, ``--user`` or ``--batch``."""
-    from genir.errors import ConfigError
+def _retrieve_queries(args, split, ids: list[str]) -> list[tuple[str, list[int]]]:
+    """(label, internal item history) per query of ``--history``, ``--user`` or ``--batch``; ``ids``: the
+    external id of every item the model knows (items added to its index included)."""
+    from genir.errors import ConfigError, DatasetError
 
     ds = split.dataset
+    position = {x: i for i, x in enumerate(ids)}
 
     def from_items(text: str) -> list[int]:
-        return [ds.item_index(x.strip()) for x in text.split(",") if x.strip()]
+        out = []
+        for x in (x.strip() for x in text.split(",")):
+            if x and x not in position:
+                raise DatasetError(f"{ds.name}: unknown item id {x!r}")
+            if x:
+                out.append(position[x])
+        return out
 
     def from_user(user: str) -> tuple[str, list[int], int]:
         u = ds.user_index(user)
@@ -183,29 +214,58 @@ def _retrieve_queries(args, split) -> list[tuple[str, list[int]]]:
 
 
 def cmd_retrieve(args) -> int:
+    """One retrieval interface for every trained model: generative ones decode with the constrained beam search
+    (history excluded inside the search), score-based ones rank the catalogue (history masked)."""
     from genir.errors import ConfigError
     from genir.runs import load_run
 
-    model_dir = _require_index_model(args.index)
-    model, split, info = load_run(model_dir)
-    if not hasattr(model, "recommend"):
-        raise ConfigError(f"{model_dir}: model {info['spec']['model']!r} does not decode semantic IDs")
+    if bool(args.index) == bool(args.run):
+        raise ConfigError("genir retrieve: give --index DIR (its trained model) or --run RUN")
+    run_dir = _require_index_model(args.index) if args.index else Path(args.run)
+    model, split, info = load_run(run_dir)
     if args.k < 1:
         raise ConfigError(f"-k must be >= 1, got {args.k}")
-    queries = _retrieve_queries(args, split)
-    ds = split.dataset
-    results = model.recommend([h for _, h, _ in queries], k=args.k, users=[u for _, _, u in queries])
+    if args.query is not None:
+        if not callable(getattr(model, "retrieve", None)):
+            raise ConfigError(f"{run_dir}: model {info['spec']['model']!r} retrieves from item histories "
+                              "(--history, --user, --batch); --query TEXT needs a text-to-ID model")
+        answer = model.retrieve([args.query], k=args.k)
+        queries = [(f"query {args.query!r}", None, None)]
+        results = [[(int(i), float(s)) for i, s in zip(answer.items[0].tolist(), answer.scores[0].tolist()) if i >= 0]]
+    ids, titles = _item_names(model, split)
+    if args.query is None:
+        queries = _retrieve_queries(args, split, ids)
+        results = model.recommend([h for _, h, _ in queries], k=args.k, users=[u for _, _, u in queries])
     for (label, _, _), found in zip(queries, results):
         print(f"# {label}")
         for rank, (item, score) in enumerate(found, 1):
-            print(f"{rank:3d}  {ds.item_ids[item]}  {ds.title(item)}  {score:.4f}")
+            added = "  (added to the index)" if item >= split.num_items else ""
+            print(f"{rank:3d}  {ids[item]}  {titles[item]}  {score:.4f}{added}")
     return 0
+
+
+def _item_names(model, split) -> tuple[list[str], list[str]]:
+    """External ids and titles of every item a model can return: the dataset's, then (for a model on an index
+    that grew with `genir index add`) the added items' from the index."""
+    ds = split.dataset
+    ids = [str(x) for x in ds.item_ids]
+    titles = [ds.title(i) for i in range(ds.num_items)]
+    index_dir = getattr(model.config, "index", "")
+    if index_dir and getattr(model, "num_index_items", ds.num_items) > ds.num_items:
+        from genir.index import load_index
+
+        items = load_index(index_dir).items
+        extra = items.iloc[ds.num_items:]
+        ids += extra["item"].astype(str).tolist()
+        titles += [str(t) if isinstance(t, str) else f"item {i}"
+                   for t, i in zip(extra.get("title", extra["item"]), extra["item"])]
+    return ids, titles
 
 
 def cmd_demo(args) -> int:
     from genir.demo import run_demo
 
-    run_demo(quick=args.quick)
+    run_demo(quick=args.quick, out=args.out)
     return 0
 
 
@@ -233,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--config", default=None, help="YAML file of settings (overridden by key=value)")
     tr.add_argument("--out", default=None, help="run directory (checkpoints, best weights, log, results)")
     tr.add_argument("--seed", type=int, default=None)
+    tr.add_argument("--resume", action="store_true",
+                    help="with --index: fine-tune the index's trained model (after `genir index add`: new items "
+                         "keep their IDs, the generator keeps its weights); otherwise continue an interrupted run "
+                         "from --out's checkpoint (resume=true)")
     tr.add_argument("overrides", nargs="*", help="key=value settings of the method or trainer, e.g. lr=1e-3")
     tr.set_defaults(func=cmd_train)
 
@@ -256,17 +320,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="history cut-off: 'test' uses train+valid items as the history")
     rc.set_defaults(func=cmd_recommend)
 
-    rt = sub.add_parser("retrieve", help="top-k items decoded from an index dir's trained model (DIR/model)")
-    rt.add_argument("--index", required=True)
+    rt = sub.add_parser("retrieve", help="top-k items of a trained model: decoded from an index dir's model "
+                                         "(DIR/model) or ranked by any run")
+    rt.add_argument("--index", default=None, help="index dir whose trained model (DIR/model) decodes IDs")
+    rt.add_argument("--run", default=None, help="any run dir (generative or score-based)")
     query = rt.add_mutually_exclusive_group(required=True)
     query.add_argument("--history", default=None, help="external item ids in time order, e.g. 1,50,181")
     query.add_argument("--user", default=None, help="external user id (history: train + valid items)")
     query.add_argument("--batch", default=None, help="file, one query per line: item ids (a,b,c) or user:ID")
+    query.add_argument("--query", default=None, help="a text query, for text-to-ID models over a text catalogue")
     rt.add_argument("-k", type=int, default=10)
     rt.set_defaults(func=cmd_retrieve)
 
-    de = sub.add_parser("demo", help="train small models on MovieLens-100K and show recommendations")
-    de.add_argument("--quick", action="store_true", help="fewer epochs (for tests)")
+    de = sub.add_parser("demo", help="semantic-ID index, a small generator and SASRec on MovieLens-100K: "
+                                     "recommendations side by side, index stats, metrics")
+    de.add_argument("--quick", action="store_true", help="one epoch each (for tests)")
+    de.add_argument("--out", default="runs/demo", help="where the index dir and runs are written")
     de.set_defaults(func=cmd_demo)
 
     from genir.cli_index import add_index_commands

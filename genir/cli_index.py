@@ -1,11 +1,13 @@
 """``genir index`` commands: build, inspect and extend an index dir (:mod:`genir.index`).
 
-    genir index build --dataset ml-100k --scheme tokenizers/rq_kmeans.yaml --out indexes/ml100k [key=value ...]
+    genir index build --dataset ml-100k --scheme tokenizers/rq_kmeans.yaml --out indexes/ml100k [--split temporal]
+                      [key=value ...]
     genir index info indexes/ml100k [--json]
     genir index add indexes/ml100k --items new_items.csv [--features new.npy]
 
 :func:`add_index_commands` registers them on ``genir``'s subparsers; :func:`main` runs the full ``genir`` parser
-with them added (errors a user can cause: one line on stderr, exit status 2, as :func:`genir.cli.main`).
+with them added (errors a user can cause: one line on stderr, exit status 2, as :func:`genir.cli.main`; so is a
+second writer of a dir another process is writing, :class:`genir.index.IndexLockedError`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def cmd_index_build(args) -> int:
         key, value = pair.split("=", 1)
         overrides[key.strip()] = value.strip()
     out = build_index(args.dataset, args.scheme, args.out, overrides, progress=not args.quiet,
-                      features=args.features, items=args.items, overwrite=args.overwrite)
+                      features=args.features, items=args.items, overwrite=args.overwrite, split=args.split)
     info = index_info(out)
     print(f"index written to {out}: {info['n_items']} items, scheme {info['scheme']}, IDs of length "
           f"{info['id_length']} (level sizes {info['level_sizes']}), collision rate "
@@ -58,13 +60,18 @@ def format_info(info: dict) -> str:
     """A readable summary of :func:`genir.index.index_info`: header lines and a per-level table."""
     stats = info["stats"]
     ds = info.get("dataset") or {}
+    cat = info.get("catalogue") or {}
     feats = info.get("features") or {}
     lines = [
         (f"index        {info['path']} (format {info['format_version']}, genir {info.get('genir_version')}, "
          f"created {info.get('created_at')})"),
-        f"dataset      {ds.get('name')} (fingerprint {ds.get('fingerprint')})",
+        (f"catalogue    {cat.get('name')}: {cat.get('n_items')} items at build, columns "
+         f"{', '.join(info.get('item_columns') or []) or '-'} (fingerprint {cat.get('fingerprint')})"),
+        f"dataset      {ds.get('name')} (fingerprint {ds.get('fingerprint')})" if ds else
+        "dataset      none (a catalogue without interactions)",
         (f"scheme       {info['scheme']} on {feats.get('name')} features (d = {feats.get('dim')}), "
          f"collision {info.get('collision')}"),
+        f"split        {_split_line(info.get('split'))}",
         f"items        {info['n_items']} ({info.get('added', 0)} addition(s) since build)",
         f"IDs          length {info['id_length']}, level sizes {info['level_sizes']}, vocab {stats['vocab_size']}",
         (f"collisions   rate {stats['collision_rate']:.2%}, colliding items {stats['colliding_fraction']:.2%}, "
@@ -80,6 +87,15 @@ def format_info(info: dict) -> str:
     lines.append("disk         " + ", ".join(f"{k} {_bytes(v)}" for k, v in info["disk_bytes"].items())
                  + f"; total {_bytes(info['total_bytes'])}")
     return "\n".join(lines)
+
+
+def _split_line(split: dict | None) -> str:
+    if not split:
+        return "not recorded (built before genir recorded it: leave-one-out)"
+    cutoff = "" if split.get("cutoff") is None else f" before {split['cutoff']:g}"
+    used = ", ".join(split.get("used_for") or []) or "nothing (no interactions read)"
+    return (f"{split.get('protocol')}: {split.get('train_interactions')} training interactions{cutoff} "
+            f"(sha256 {str(split.get('train_fingerprint'))[:12]}), used for {used}")
 
 
 def _bytes(n: int) -> str:
@@ -101,6 +117,9 @@ def add_index_commands(subparsers) -> argparse.ArgumentParser:
     b.add_argument("--scheme", required=True, help="identifier spec, e.g. tokenizers/rq_kmeans.yaml")
     b.add_argument("--out", required=True, help="index dir to write")
     b.add_argument("--features", default=None, help=".npy/.parquet item feature matrix instead of the spec's")
+    b.add_argument("--split", default="loo", choices=["loo", "temporal"],
+                   help="split whose training interactions give popularity, CF features and the graph (default "
+                        "loo); use the protocol the models on this index are evaluated with")
     b.add_argument("--overwrite", action="store_true", help="replace an existing index dir")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.add_argument("overrides", nargs="*", help="spec overrides key=value, e.g. codebook_size=32")

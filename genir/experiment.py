@@ -66,10 +66,9 @@ class Experiment:
 def split_settings(method: str, settings: dict) -> tuple[dict, TrainerConfig]:
     """(method fields, TrainerConfig) from mixed settings, over the method's trainer defaults."""
     config_cls, model_cls = get_method(method)
-    merged = {**model_cls.trainer_defaults, **settings}
     fields_ = set(config_cls.__dataclass_fields__)
-    return ({k: v for k, v in merged.items() if k in fields_},
-            TrainerConfig.from_dict({k: v for k, v in merged.items() if k not in fields_}))
+    return ({k: v for k, v in settings.items() if k in fields_},
+            TrainerConfig.for_method(model_cls, {k: v for k, v in settings.items() if k not in fields_}))
 
 
 def _run_settings(folder: Path | None, arm: Arm, seed: int, common: dict | None) -> tuple:

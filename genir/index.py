@@ -3,11 +3,11 @@
 ``genir index build`` writes it and ``genir retrieve`` reads it::
 
     out/
-      manifest.json   format, genir version, dataset + fingerprint, scheme, resolved spec, sizes,
+      manifest.json   format, genir version, catalogue + dataset fingerprints, split, scheme, resolved spec, sizes,
                       files: {relative path: sha256} of every other file
       ids.npy         int32 (N, L) codes, row i = item i
       table.json      the SemanticIdTable's metadata and stats
-      items.jsonl     one line per item: index, external id, title, year, genres
+      items.jsonl     one line per item: index, external id and every catalogue column (title, text, image...)
       scheme/         the fitted scheme (scheme.json + state.safetensors), to encode new items without refitting
       prefix/         the prefix index arrays (genir.decoding.PrefixIndex)
 
@@ -15,17 +15,27 @@ A dir is written into a temporary sibling (``.<name>.tmp-<pid>``) and renamed in
 leaves half an index; replacing an existing index is two renames (old -> backup, new -> final). :func:`load_index`
 checks the manifest, the format version and every file's sha256 before loading anything.
 :func:`add_items` gives new items IDs with the fitted scheme (no refit; existing IDs never change) and rewrites
-the dir the same way.
+the dir the same way, carrying over every entry the index does not manage (``model/``, written by
+``genir train --index DIR``, above all); the manifest's sha256s cover only the index's own files.
+
+Writers of one dir (build, add) hold an exclusive advisory lock (:func:`index_lock`, ``fcntl.flock`` on
+``.<name>.lock`` beside the dir, so it exists before the dir does and survives the renames) for the whole
+read-modify-write: a second writer is refused at once with :class:`IndexLockedError`, never interleaved.
+
+The interactions an index is built from (popularity ranks, CF features, the Graph RQ-VAE graph) are the training
+part of one split protocol (``build_index(split="loo" | "temporal")``), recorded in the manifest's ``split``
+(:func:`split_record`), so an index meant for a global temporal split never sees an interaction after its cut-off.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,7 +43,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genir.errors import DatasetError, FeatureError, IndexFormatError, SemanticIdError
+from genir.errors import (
+    ConfigError,
+    DatasetError,
+    FeatureError,
+    GenirError,
+    IndexFormatError,
+    SemanticIdError,
+)
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX (Windows): writers are not locked there
+    fcntl = None
 
 FORMAT_NAME = "genir.index"
 FORMAT_VERSION = 1
@@ -43,8 +65,14 @@ ITEMS_FILE = "items.jsonl"
 TABLE_FILE = "table.json"
 SCHEME_DIR = "scheme"
 PREFIX_DIR = "prefix"
-ITEM_FIELDS = ("title", "year", "genres")  # side columns kept in items.jsonl (when the dataset has them)
+ITEM_FIELDS = ("title", "year", "genres")  # columns a new item may have when the manifest lists none (old dirs)
 REQUIRED_FILES = (IDS_FILE, ITEMS_FILE, TABLE_FILE, f"{SCHEME_DIR}/scheme.json", f"{PREFIX_DIR}/meta.json")
+SPLITS = ("loo", "temporal")  # protocols of genir.data.make_split that build_index accepts
+
+
+class IndexLockedError(GenirError):
+    """Another writer holds the index dir's lock (:func:`index_lock`); raised at once, never waited on. Names the
+    dir and the holder's pid. A user error (the CLI exits 2), not a malformed dir, hence not an IndexFormatError."""
 
 
 @dataclass
@@ -74,70 +102,152 @@ class GenirIndex:
 # -- build ---------------------------------------------------------------------------------------------------------
 def build_index(dataset_name_or_path, spec_path: str | Path, out_dir: str | Path,
                 overrides: Mapping[str, object] | None = None, progress: bool = True, *,
-                features=None, items: str | Path | None = None, overwrite: bool = False) -> Path:
-    """Fit the spec's scheme on a dataset's item features and write the index dir ``out_dir``.
+                features=None, items: str | Path | None = None, overwrite: bool = False,
+                split: str = "loo") -> Path:
+    """Fit the spec's scheme on a catalogue's item features and write the index dir ``out_dir``.
 
-    ``dataset_name_or_path``: ``ml-100k``, a path (see :func:`genir.data.load_dataset`) or a ``Dataset``.
-    ``overrides``: spec overrides (``codebook_size=32``, ``collision=popularity``). ``features``: an (N, d) array
-    or a ``.npy`` / ``.parquet`` file used instead of the spec's named features (then new items need a matrix
-    too). Popularity (for ``collision: popularity``) is the item's count in the leave-one-out training part.
+    ``dataset_name_or_path``: ``ml-100k``, a path (see :func:`genir.data.load_dataset`), a ``Dataset``, or a
+    :class:`~genir.data.catalogue.Catalogue` (documents, images: no interactions; then nothing that needs
+    interactions can be used: CF features, popularity collisions, graph schemes). ``overrides``: spec overrides
+    (``codebook_size=32``, ``collision=popularity``). ``features``: an (N, d) array or a ``.npy`` / ``.parquet``
+    file used instead of the spec's named features (then new items need a matrix too). ``split``: the protocol
+    (``loo`` or ``temporal``, see :func:`genir.data.make_split`) whose training part is every interaction the
+    index reads: popularity (for ``collision: popularity``), CF features and the graph of a graph scheme. Use the
+    protocol the models trained on this index are evaluated with, or the index leaks held-out interactions into
+    their IDs; the manifest records it (``split``, :func:`split_record`). What the scheme's ``fit`` needs beyond
+    the features it declares (:attr:`genir.ids.IdScheme.fit_context`: ``split``, ``paired`` features named by
+    the spec's ``paired:``, ``progress``). Every side column of the catalogue is kept in ``items.jsonl``.
+    Holds the dir's lock (:func:`index_lock`) from the target check to the rename.
     """
-    from genir.data import Dataset, leave_one_out, load_dataset
-    from genir.features import item_features, load_feature_matrix
+    from genir.data import Dataset, load_dataset, make_split
+    from genir.data.catalogue import Catalogue
+    from genir.features import FEATURES, item_features, load_feature_matrix
     from genir.ids import SemanticIdTable, build_scheme, load_spec
 
     out_dir = Path(out_dir)
-    _check_target(out_dir, overwrite)
+    if split not in SPLITS:
+        raise ConfigError(f"split: expected one of {list(SPLITS)}, got {split!r}")
     spec = load_spec(spec_path, overrides)
-    dataset = dataset_name_or_path if isinstance(dataset_name_or_path, Dataset) else \
-        load_dataset(dataset_name_or_path, items=items)
-    split = None
-    scheme = build_scheme(spec)
-    needs_split = getattr(scheme, "needs_split", False)  # graph schemes read the training interactions
-    if features is None:
-        feature_source = spec.features
-        names = spec.features.split(",")
-        split = leave_one_out(dataset) if "cf" in names or needs_split else None
-        parts = [item_features(name, split if split is not None else dataset,
-                               **({"progress": progress} if name == "text" else {})) for name in names]
-        x = np.concatenate([np.asarray(p, dtype=np.float32) for p in parts], axis=1)
-    elif isinstance(features, (str, Path)):
-        feature_source = str(features)
-        x = load_feature_matrix(features, dataset.num_items, item_ids=list(map(str, dataset.item_ids)))
-    else:
-        feature_source = "array"
-        x = np.asarray(features, dtype=np.float32)
-        if x.ndim != 2 or len(x) != dataset.num_items:
-            raise FeatureError(f"features: expected ({dataset.num_items}, d), got shape {x.shape}")
-    popularity = None
-    if spec.collision == "popularity":
-        split = split or leave_one_out(dataset)
-        popularity = np.bincount(split.train["item"].to_numpy(), minlength=dataset.num_items)
-    fit_kw = {"progress": progress} if spec.scheme in ("rqvae", "graph_rqvae") else {}
-    if needs_split:
-        split = split or leave_one_out(dataset)
-        fit_kw["split"] = split
-    scheme.fit(x, **fit_kw)
-    table = SemanticIdTable.build(scheme, x, spec.collision, popularity)
-    records = _item_records(dataset)
-    manifest = {
-        "format": FORMAT_NAME,
-        "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint(), "source": str(dataset.source)},
-        "scheme": spec.scheme,
-        "spec": {**spec.to_dict(), "source": spec.source},
-        "features": {"name": spec.features if features is None else "matrix", "source": feature_source,
-                     "dim": int(x.shape[1])},
-        "collision": spec.collision,
-        "item_columns": [c for c in ITEM_FIELDS if c in dataset.items.columns],
-        "history": [],
-    }
+    with index_lock(out_dir):
+        _check_target(out_dir, overwrite)
+        source = dataset_name_or_path
+        if isinstance(source, Catalogue):
+            dataset, catalogue = None, source
+        else:
+            dataset = source if isinstance(source, Dataset) else load_dataset(source, items=items)
+            catalogue = dataset.catalogue
+        where = catalogue.source or catalogue.name
+        # the training interactions of every use below (none for a bare catalogue)
+        data_split = make_split(dataset, split) if dataset is not None else None
+        used_for = []
+        scheme = build_scheme(spec)
+        context = set(scheme.fit_context)
 
-    def write(tmp: Path) -> None:
-        scheme.save(tmp / SCHEME_DIR)
-        _write_tables(tmp, table, records)
+        def named_features(spec_names: str) -> np.ndarray:
+            parts = []
+            for name in spec_names.split(","):
+                if FEATURES[name].needs_split:  # trained on the split's training interactions (cf)
+                    if data_split is None:
+                        raise DatasetError(f"{where}: {name} features are learned from interactions; a catalogue "
+                                           "without interactions cannot have them")
+                    used_for.append(f"{name}_features")
+                    parts.append(item_features(name, data_split))
+                else:
+                    kw = {"progress": progress} if name == "text" else {}
+                    parts.append(item_features(name, dataset if dataset is not None else catalogue, **kw))
+            return np.concatenate([np.asarray(p, dtype=np.float32) for p in parts], axis=1)
 
-    _write_dir(out_dir, write, manifest, overwrite=overwrite)
+        if features is None:
+            feature_source = spec.features
+            x = named_features(spec.features)
+        elif isinstance(features, (str, Path)):
+            feature_source = str(features)
+            x = load_feature_matrix(features, len(catalogue), item_ids=list(catalogue.ids))
+        else:
+            feature_source = "array"
+            x = np.asarray(features, dtype=np.float32)
+            if x.ndim != 2 or len(x) != len(catalogue):
+                raise FeatureError(f"features: expected ({len(catalogue)}, d), got shape {x.shape}")
+        popularity = None
+        if spec.collision == "popularity":
+            if data_split is None:
+                raise DatasetError(f"{where}: collision: popularity needs interactions; a catalogue has none "
+                                   "(use collision: index)")
+            used_for.append("popularity")
+            popularity = np.bincount(data_split.train["item"].to_numpy(), minlength=len(catalogue))
+        fit_kw = {}
+        if "progress" in context:
+            fit_kw["progress"] = progress
+        if "split" in context:
+            if data_split is None:
+                raise DatasetError(f"{where}: scheme {spec.scheme} is fitted on interactions (a graph); a catalogue "
+                                   "without interactions cannot use it")
+            used_for.append("graph")
+            fit_kw["split"] = data_split
+        if "paired" in context:
+            if not spec.paired:
+                raise ConfigError(f"{spec.source}: scheme {spec.scheme} with these params aligns codes with paired "
+                                  "features; name them with `paired:` (e.g. paired: text)")
+            fit_kw["paired"] = named_features(spec.paired)
+        scheme.fit(x, **fit_kw)
+        table = SemanticIdTable.build(scheme, x, spec.collision, popularity)
+        records = _catalogue_records(catalogue)
+        manifest = {
+            "format": FORMAT_NAME,
+            "catalogue": {"name": catalogue.name, "fingerprint": catalogue.fingerprint(), "n_items": len(catalogue),
+                          "source": str(catalogue.source)},
+            "dataset": None if dataset is None else {
+                "name": dataset.name, "fingerprint": dataset.fingerprint(), "source": str(dataset.source)},
+            "scheme": spec.scheme,
+            "spec": {**spec.to_dict(), "source": spec.source},
+            "features": {"name": spec.features if features is None else "matrix", "source": feature_source,
+                         "dim": int(x.shape[1]), "paired": spec.paired or None},
+            "collision": spec.collision,
+            "split": None if data_split is None else {**split_record(data_split), "used_for": used_for},
+            "item_columns": [str(c) for c in catalogue.columns.columns],
+            "history": [],
+        }
+
+        def write(tmp: Path) -> None:
+            scheme.save(tmp / SCHEME_DIR)
+            _write_tables(tmp, table, records)
+
+        _write_dir(out_dir, write, manifest, overwrite=overwrite)
     return out_dir
+
+
+def split_record(split) -> dict:
+    """What the manifest records of the split an index was built on, computed the same way for any
+    :class:`genir.data.Split` so a model can check that it trains on the index's training interactions:
+
+    * ``protocol``: ``split.protocol`` (``leave_one_out``, ``temporal(0.1,0.1)``);
+    * ``cutoff``: for a temporal split, the earliest timestamp outside the training part (every training
+      interaction is strictly before it); ``None`` for leave-one-out, which has no global cut-off;
+    * ``train_interactions``: the number of training rows (``split.describe()["train"]``);
+    * ``train_fingerprint``: sha256 of the training rows ``(user, item, timestamp)`` with external user and item
+      ids, sorted, so it depends on the rows only, not on their order or the internal ids.
+    """
+    dataset = split.dataset
+    inter = dataset.inter
+    rows = np.asarray(split.train_rows)
+    cutoff = None
+    if split.protocol.startswith("temporal"):
+        held_out = np.ones(len(inter), dtype=bool)
+        held_out[rows] = False
+        if held_out.any():
+            cutoff = float(inter["timestamp"].to_numpy()[held_out].min())
+    train = pd.DataFrame({
+        "user": np.asarray(dataset.user_ids).astype(str)[inter["user"].to_numpy()[rows]],
+        "item": np.asarray(dataset.item_ids).astype(str)[inter["item"].to_numpy()[rows]],
+        "timestamp": inter["timestamp"].to_numpy(dtype=np.float64)[rows],
+    }).sort_values(["user", "item", "timestamp"], kind="stable")
+    h = hashlib.sha256()
+    for column in ("user", "item"):
+        h.update("\x00".join(train[column]).encode())
+        h.update(b"|")
+    h.update(np.ascontiguousarray(train["timestamp"].to_numpy(dtype="<f8")).tobytes())
+    return {"protocol": split.protocol, "cutoff": cutoff, "train_interactions": len(rows),
+            "train_fingerprint": h.hexdigest()}
 
 
 def _write_tables(tmp: Path, table, records: list[dict]) -> None:
@@ -234,11 +344,19 @@ def add_items(directory: str | Path, items_file: str | Path, features: str | Pat
     dimension; without it, text features are computed from the file's title/year/genres. Collisions with the
     existing IDs are resolved by continuing each group's last level (positions after the existing items), so
     existing IDs never change; with ``collision: none`` a colliding new item is refused. On any error the dir is
-    left untouched.
+    left untouched. Every entry of the dir that the index does not manage (``model/`` above all) is carried over
+    unchanged. Holds the dir's lock (:func:`index_lock`) from reading the index to the rename, so two adds never
+    interleave (the second is refused with :class:`IndexLockedError`).
     """
+    directory = Path(directory)
+    with index_lock(directory):
+        _clean_stale(directory)  # a writer killed between its two renames: put the index back before reading it
+        return _add_items_locked(directory, items_file, features, progress)
+
+
+def _add_items_locked(directory: Path, items_file, features, progress: bool) -> dict:
     from genir.ids import SemanticIdTable
 
-    directory = Path(directory)
     index = load_index(directory)
     manifest = index.manifest
     frame = _read_items_file(Path(items_file), manifest.get("item_columns", list(ITEM_FIELDS)))
@@ -266,7 +384,7 @@ def add_items(directory: str | Path, items_file: str | Path, features: str | Pat
         _write_tables(tmp, table, records)
 
     new_manifest["created_at"] = manifest.get("created_at")
-    _write_dir(directory, write, new_manifest, overwrite=True)
+    _write_dir(directory, write, new_manifest, overwrite=True, keep_from=(directory, manifest))
     return {"index": str(directory), "added": len(frame), "n_items": table.num_items,
             "level_sizes": table.level_sizes, "new_ids": codes[n:].tolist()}
 
@@ -315,16 +433,18 @@ def _new_features(manifest: dict, frame: pd.DataFrame, items_file: Path, feature
     if source != name or name != "text":
         raise DatasetError(f"{items_file}: the index was built on {source!r} features, which cannot be computed "
                            "for new items here; pass their feature matrix (--features FILE.npy)")
-    if "title" not in frame.columns:
-        raise DatasetError(f"{items_file}: needs a title column to build text features (has {list(frame.columns)})")
-    from genir.data import Dataset
+    if "title" not in frame.columns and "text" not in frame.columns:
+        raise DatasetError(f"{items_file}: needs a title or text column to build text features (has "
+                           f"{list(frame.columns)})")
+    from genir.data.catalogue import Catalogue
     from genir.features import text_embeddings
+    from genir.features.text import STANDARD_FIELDS
 
-    inter = pd.DataFrame({"user": "new", "item": frame["item"], "timestamp": np.arange(len(frame))})
-    side = frame.copy()
-    ds = Dataset.from_frames(f"{manifest['dataset']['name']}+add", inter, side, source=str(items_file))
-    x = text_embeddings(ds, progress=progress)
-    x = x[pd.Index(ds.item_ids).get_indexer(frame["item"])]  # back to file order
+    name = (manifest.get("catalogue") or manifest.get("dataset") or {}).get("name", "index")
+    new = Catalogue.from_frame(f"{name}+add", frame, id_column="item", source=str(items_file))
+    # the texts are made as at build time: a dataset's items from title/year/genres, a catalogue's with its body
+    fields = STANDARD_FIELDS if manifest.get("dataset") else None
+    x = text_embeddings(new, progress=progress, fields=fields)
     if x.shape[1] != dim:
         raise DatasetError(f"{items_file}: text features of dimension {x.shape[1]}; the index was built on {dim}")
     return x
@@ -381,14 +501,76 @@ def index_info(directory: str | Path) -> dict:
         sizes[entry.name] = sum(p.stat().st_size for p in files)
     return {
         "path": str(index.path), "format_version": m["format_version"], "genir_version": m.get("genir_version"),
-        "created_at": m.get("created_at"), "dataset": m.get("dataset"), "scheme": m.get("scheme"),
+        "created_at": m.get("created_at"), "catalogue": m.get("catalogue"), "dataset": m.get("dataset"),
+        "item_columns": m.get("item_columns"), "scheme": m.get("scheme"),
         "features": m.get("features"), "collision": m.get("collision"), "n_items": m["n_items"],
         "id_length": m["id_length"], "level_sizes": m["level_sizes"], "added": len(m.get("history", [])),
+        "split": m.get("split"),  # None: built before genir recorded it (then it was leave-one-out)
         "stats": index.table.stats(), "disk_bytes": sizes, "total_bytes": sum(sizes.values()),
     }
 
 
 # -- files ---------------------------------------------------------------------------------------------------------
+def _lock_path(directory: Path) -> Path:
+    directory = Path(os.path.abspath(directory))  # "idx", "./idx" and "/abs/idx" share one lock; "." has a name
+    return directory.with_name(f".{directory.name}.lock")
+
+
+@contextlib.contextmanager
+def index_lock(directory: str | Path) -> Iterator[Path]:
+    """Hold the exclusive write lock of the index dir ``directory`` (which need not exist yet) for the block.
+
+    An OS advisory lock (``fcntl.flock``) on ``.<name>.lock`` beside the dir, created with the parent folder if
+    needed, with the holder's pid written in it. Non-blocking: if another open file holds it (another process,
+    or another ``index_lock`` of this one: it is not re-entrant), :class:`IndexLockedError` names the dir and the
+    holder's pid at once. The kernel drops the lock when its holder dies, so a killed writer never leaves the dir
+    locked. The lock file is removed on release, while still held; a writer that opened it just before checks,
+    once it holds a lock, that its file is still the one at the path, and otherwise takes the new one. Anything
+    else that writes into the dir (``genir train --index DIR`` writing ``DIR/model``) should hold it too.
+    """
+    directory = Path(directory)
+    if fcntl is None:  # pragma: no cover
+        yield directory
+        return
+    lock = _lock_path(directory)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise IndexLockedError(f"{directory}: locked by another writer ({_lock_holder(lock)}, lock file {lock}); "
+                                   "wait for it to finish, then retry") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            held, current = os.fstat(fd), os.stat(lock)
+            same = (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino)
+        except FileNotFoundError:  # its holder removed it after we opened it
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield directory
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)  # releases the lock
+
+
+def _lock_holder(lock: Path) -> str:
+    try:
+        pid = lock.read_text().strip()
+    except OSError:
+        pid = ""
+    return f"pid {pid}" if pid.isdigit() else "pid unknown"
+
+
 def _check_target(out_dir: Path, overwrite: bool) -> None:
     _clean_stale(out_dir)
     if not out_dir.exists() and not out_dir.is_symlink():
@@ -401,9 +583,13 @@ def _check_target(out_dir: Path, overwrite: bool) -> None:
         raise IndexFormatError(f"{out_dir}: already holds an index; pass overwrite=True (--overwrite) to replace it")
 
 
-def _write_dir(out_dir: Path, write: Callable[[Path], None], manifest: dict, overwrite: bool) -> None:
+def _write_dir(out_dir: Path, write: Callable[[Path], None], manifest: dict, overwrite: bool,
+               keep_from: tuple[Path, dict] | None = None) -> None:
     """``write(tmp)`` the files into a temporary sibling, add ``manifest.json`` with their hashes, rename into
-    place. Nothing is left at ``out_dir`` or in the temporary dir on failure."""
+    place. Nothing is left at ``out_dir`` or in the temporary dir on failure. ``keep_from``: (old dir, its
+    manifest) whose entries the index does not manage (neither written by ``write`` nor listed in the old
+    manifest: ``model/``, notes) are carried into the new dir, outside the new manifest's ``files``. The caller
+    holds the dir's lock."""
     from genir import __version__
     from genir.ids import SemanticIdTable
 
@@ -416,6 +602,8 @@ def _write_dir(out_dir: Path, write: Callable[[Path], None], manifest: dict, ove
         write(tmp)
         table = SemanticIdTable.load(tmp)
         files = {p.relative_to(tmp).as_posix(): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        if keep_from is not None:
+            _carry_over(*keep_from, tmp)
         full = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "genir_version": __version__,
                 **manifest, "created_at": manifest.get("created_at") or _now(), "updated_at": _now(),
                 "n_items": table.num_items, "id_length": table.id_length, "level_sizes": table.level_sizes,
@@ -427,15 +615,41 @@ def _write_dir(out_dir: Path, write: Callable[[Path], None], manifest: dict, ove
         raise
 
 
+def _carry_over(old_dir: Path, old_manifest: dict, tmp: Path) -> None:
+    """Hard-link (or copy, where links are not possible) every entry of ``old_dir`` that the index does not manage
+    into ``tmp``: not the manifest, not a top-level name of the old manifest's files, not one ``tmp`` already
+    has. Links keep big files (a trained model) cheap to carry and leave the old dir untouched."""
+    managed = {MANIFEST} | {rel.split("/", 1)[0] for rel in old_manifest.get("files", {})}
+    for entry in sorted(old_dir.iterdir()):
+        target = tmp / entry.name
+        if entry.name in managed or target.exists() or target.is_symlink():
+            continue
+        if entry.is_symlink():
+            os.symlink(os.readlink(entry), target)
+        elif entry.is_dir():
+            shutil.copytree(entry, target, symlinks=True, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(entry, target)
+
+
+def _link_or_copy(src, dst) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # a file system without hard links, or the link limit
+        shutil.copy2(src, dst)
+
+
 def _clean_stale(out_dir: Path) -> None:
-    """Remove temporary siblings left by a writer that was killed (its pid is gone); if one was killed between
-    its two renames (``out_dir`` missing, a backup present), put the previous index back first."""
+    """Remove temporary siblings left by a writer that was killed; if one was killed between its two renames
+    (``out_dir`` missing, a backup present), put the previous index back first. Called with the dir's lock held,
+    so no other writer of ``out_dir`` is running and every sibling of another pid is stale."""
     if not out_dir.parent.is_dir():
         return
     for kind in ("old", "tmp"):
         for path in sorted(out_dir.parent.glob(f".{out_dir.name}.{kind}-*")):
             pid = path.name.rsplit("-", 1)[-1]
-            if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            # with the lock held a live pid is a reused one, not a writer (where there is no lock: spare it)
+            if not pid.isdigit() or int(pid) == os.getpid() or (fcntl is None and _alive(int(pid))):
                 continue
             if kind == "old" and not out_dir.exists() and (path / MANIFEST).is_file():
                 os.replace(path, out_dir)
@@ -480,15 +694,16 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _item_records(dataset) -> list[dict]:
-    frame = dataset.items.reset_index(drop=True).copy()
-    frame.insert(0, "item", [str(x) for x in dataset.item_ids])
+def _catalogue_records(catalogue) -> list[dict]:
+    frame = catalogue.columns.reset_index(drop=True).copy()
+    frame.insert(0, "item", [str(x) for x in catalogue.ids])
     return _item_records_from_frame(frame, start=0)
 
 
 def _item_records_from_frame(frame: pd.DataFrame, start: int) -> list[dict]:
+    """One record per row: ``index``, ``item`` (external id) and every side column of ``frame``."""
     out = []
-    cols = [c for c in ITEM_FIELDS if c in frame.columns]
+    cols = [c for c in frame.columns if c not in ("item", "index")]
     for j, row in enumerate(frame[["item", *cols]].itertuples(index=False)):
         rec = {"index": start + j, "item": str(row[0])}
         for c, v in zip(cols, row[1:]):
@@ -537,3 +752,41 @@ def _json_default(obj):
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON-serializable: {type(obj).__name__}")
+
+
+# -- models on an index ----------------------------------------------------------------------------------------
+def open_index_for(directory: str | Path, split, who: str) -> GenirIndex:
+    """Load the index dir a generator trains or scores on, checked against the split it is used with.
+
+    The index's first ``num_items`` items must be the dataset's catalogue, in order (same external ids, same
+    catalogue fingerprint when the manifest has one); items after them were added with ``genir index add`` and
+    are retrievable but not evaluated. When the index's IDs read interactions (popularity, CF features, a
+    graph; the manifest's ``split.used_for``), the model's training interactions must be the same ones (:func:`split_record`), so a model never trains on interactions its
+    index left out, nor is evaluated on interactions its IDs saw. ``who`` names the method in the messages.
+    """
+    if not directory:
+        raise ConfigError(f"method {who}: `index` is required (an index dir from `genir index build`), "
+                          "e.g. index=runs/idx or `genir train --index DIR`")
+    index = load_index(directory)
+    dataset = split.dataset
+    n = dataset.num_items
+    ids = [str(x) for x in dataset.item_ids]
+    found = index.items["item"].astype(str).tolist()
+    if index.num_items < n or found[:n] != ids:
+        first = next((i for i, (a, b) in enumerate(zip(found, ids)) if a != b), min(len(found), n))
+        raise ConfigError(
+            f"{Path(directory) / ITEMS_FILE}: the index's items ({index.num_items}) do not start with the catalogue "
+            f"of dataset {dataset.name!r} ({n} items; first difference at position {first}): build the index from "
+            "the same catalogue (`genir index build --dataset ...`)")
+    recorded = (index.manifest.get("catalogue") or {}).get("fingerprint")
+    if recorded and recorded != dataset.catalogue.fingerprint():
+        raise ConfigError(f"{Path(directory) / MANIFEST}: catalogue.fingerprint {recorded} is not that of dataset "
+                          f"{dataset.name!r} ({dataset.catalogue.fingerprint()}): same ids, other side columns; "
+                          "rebuild the index")
+    seen = index.manifest.get("split")  # checked when the IDs read interactions (popularity, CF, a graph)
+    if seen and seen.get("used_for") and seen.get("train_fingerprint") != split_record(split)["train_fingerprint"]:
+        raise ConfigError(f"{Path(directory) / MANIFEST}: the index's IDs saw the training interactions of split "
+                          f"{seen.get('protocol')!r} ({seen.get('train_interactions')} rows); method {who} trains on "
+                          f"{split.protocol!r} ({len(split.train_rows)} rows): train with the index's split "
+                          f"(--split), or rebuild the index with this one (genir index build --split)")
+    return index

@@ -1,9 +1,13 @@
 """A *run*: one method trained on one dataset split, kept as a directory that `genir eval` and
 `genir recommend` reload.
 
-Run dir layout: ``run.json`` (what was trained: dataset, split, method and trainer configs, seed, versions),
-``best_model.safetensors``, ``log.jsonl`` (one line per epoch), ``results.json`` (valid and test metrics,
-timings) and ``checkpoint/`` (the last epoch, for ``resume=true``).
+Run dir layout: ``run.json`` (what was trained: dataset, split, method and trainer configs, seed, versions;
+an index dir by a path relative to the run dir), ``best_model.safetensors`` (every persistent tensor; loaded
+strictly), ``inputs.safetensors`` (the inputs the model computed from data when it was built: a graph encoder's
+vectors, modality features; loading takes them from here and never recomputes or retrains them),
+``log.jsonl`` (one line per epoch), ``results.json`` (valid and test metrics, timings) and ``checkpoint/`` (the
+last epoch, for ``resume=true``). ``init_from=RUN`` starts a run from another run's best weights (fine-tuning,
+e.g. after ``genir index add``; token tables that grew keep their old rows).
 
 Settings come from three places, highest precedence first: ``key=value`` overrides, a YAML file, the defaults
 (the method's ``trainer_defaults`` over :class:`TrainerConfig`'s). A key names either a method field, a
@@ -19,8 +23,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
+from safetensors.numpy import load_file as load_numpy
 from safetensors.torch import load_file
 
 import genir
@@ -29,9 +35,12 @@ from genir.data import Split, k_core, load_dataset, make_split
 from genir.errors import CheckpointError, ConfigError
 from genir.eval import FullRankingEvaluator
 from genir.methods import Recommender, build_method, get_method
+from genir.models.base import preloaded_inputs
 from genir.training import Trainer, TrainerConfig, TrainResult
 
-RUN_FIELDS = ("model", "dataset", "items", "split", "kcore")
+RUN_FIELDS = ("model", "dataset", "items", "split", "kcore", "init_from")
+WEIGHTS_FILE = "best_model.safetensors"
+INPUTS_FILE = "inputs.safetensors"
 
 
 @dataclass
@@ -43,6 +52,7 @@ class RunSpec:
     items: str = ""  # optional item side-information file for a generic interactions file
     split: str = "loo"  # "loo" (leave-one-out) or "temporal"
     kcore: int = 0  # 0 = no filtering
+    init_from: str = ""  # a run dir whose best weights initialise this run (fine-tuning)
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -92,8 +102,7 @@ def resolve(settings: dict, model: str | None = None) -> tuple[RunSpec, dict, Tr
         )
     method = {k: v for k, v in settings.items() if k in method_fields}
     config_cls.from_dict(method, source=f"method {spec.model}")  # validate now, before any data is read
-    trainer = TrainerConfig.from_dict({**model_cls.trainer_defaults,
-                                       **{k: v for k, v in settings.items() if k in trainer_fields}})
+    trainer = TrainerConfig.for_method(model_cls, {k: v for k, v in settings.items() if k in trainer_fields})
     return spec, method, trainer
 
 
@@ -156,15 +165,19 @@ def train_run(spec: RunSpec, method: dict, trainer: TrainerConfig, split: Split 
     Returns (model with the best weights, training result, results dict)."""
     split = split or load_split(spec)
     model = build_method(spec.model, split, method, seed=trainer.seed)
+    if spec.init_from:
+        init_weights(model, Path(spec.init_from))
     out = Path(trainer.output_dir) if trainer.output_dir else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+        arrays, layout = flatten_inputs(model.saved_inputs)
+        atomic_write(out / INPUTS_FILE, lambda fh: fh.write(_safetensors_bytes(arrays)))
         _write_json(out / "run.json", {
-            "spec": asdict(spec), "method": model.config.to_dict(), "trainer": asdict(trainer),
-            "split": split.describe(), "dataset": split.dataset.describe(), "environment": environment(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "spec": asdict(spec), "method": _portable_method(model.config.to_dict(), out), "trainer": asdict(trainer),
+            "split": split.describe(), "dataset": split.dataset.describe(), "inputs": layout,
+            "environment": environment(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         })
-    t = Trainer(model, split, trainer)
+    t = Trainer(model, split, config=trainer)
     result = t.fit()
     test = t.test()
     results = {
@@ -192,17 +205,111 @@ def load_run(run_dir: str | Path) -> tuple[Recommender, Split, dict]:
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{d / 'run.json'}: unreadable run description ({exc})") from None
     split = load_split(spec)
-    model = build_method(spec.model, split, info.get("method", {}))
+    method = _resolve_method(info.get("method", {}), d)
+    inputs = {}
+    if "inputs" in info:
+        if not (d / INPUTS_FILE).is_file():
+            raise CheckpointError(f"{d}: {INPUTS_FILE} is missing (the run's data-derived inputs)")
+        try:
+            inputs = unflatten_inputs(load_numpy(str(d / INPUTS_FILE)), info["inputs"])
+        except Exception as exc:  # noqa: BLE001  safetensors raises its own error types for damaged files
+            raise CheckpointError(f"{d / INPUTS_FILE}: cannot read the run's inputs ({exc})") from None
+    with preloaded_inputs(inputs):
+        model = build_method(spec.model, split, method)
     try:
-        state = load_file(str(d / "best_model.safetensors"))
+        state = load_file(str(d / WEIGHTS_FILE))
     except Exception as exc:  # noqa: BLE001  safetensors raises its own error types for damaged files
-        raise CheckpointError(f"{d / 'best_model.safetensors'}: cannot read weights ({exc})") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or [k for k in missing if k in dict(model.named_parameters())]:
-        raise CheckpointError(f"{d / 'best_model.safetensors'}: weights do not match model {spec.model!r} "
-                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise CheckpointError(f"{d / WEIGHTS_FILE}: cannot read weights ({exc})") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{d / WEIGHTS_FILE}: weights do not match model {spec.model!r}: "
+                              f"{' '.join(str(exc).split())[:400]}") from None
     model.eval()
     return model, split, info
+
+
+def init_weights(model: torch.nn.Module, run_dir: Path) -> None:
+    """Load another run's best weights into ``model`` to fine-tune it. Every tensor must exist on both sides;
+    a tensor that grew along its first dimension (a token table after ``genir index add`` added code tokens)
+    keeps the saved rows, its new rows keep their initialisation."""
+    path = Path(run_dir) / WEIGHTS_FILE
+    if not path.is_file():
+        raise CheckpointError(f"init_from: {path} not found (a run dir with best weights)")
+    saved = load_file(str(path))
+    own = model.state_dict()
+    if set(saved) != set(own):
+        raise CheckpointError(f"init_from: {path} does not fit the model (missing {sorted(set(own) - set(saved))[:3]},"
+                              f" unexpected {sorted(set(saved) - set(own))[:3]})")
+    merged = {}
+    for name, value in saved.items():
+        target = own[name]
+        if value.shape == target.shape:
+            merged[name] = value
+        elif value.ndim == target.ndim and value.shape[1:] == target.shape[1:] and value.shape[0] < target.shape[0]:
+            merged[name] = torch.cat([value.to(target.dtype), target[value.shape[0]:].cpu()])
+        else:
+            raise CheckpointError(f"init_from: {path}: {name} has shape {tuple(value.shape)}, the model "
+                                  f"{tuple(target.shape)}")
+    model.load_state_dict(merged, strict=True)
+
+
+def _portable_method(method: dict, run_dir: Path) -> dict:
+    """The method config as written into run.json: an index dir relative to the run dir, so that a run and its
+    index can be moved or copied together."""
+    if method.get("index"):
+        method = {**method, "index": os.path.relpath(Path(method["index"]).resolve(), run_dir.resolve())}
+    return method
+
+
+def _resolve_method(method: dict, run_dir: Path) -> dict:
+    if method.get("index") and not Path(method["index"]).is_absolute():
+        method = {**method, "index": str((run_dir / method["index"]).resolve())}
+    return method
+
+
+def flatten_inputs(inputs: dict) -> tuple[dict[str, np.ndarray], dict]:
+    """(arrays by key, layout) of a model's saved inputs: arrays, tuples of arrays or None, dicts of arrays."""
+    arrays, layout = {}, {}
+
+    def arr(v) -> np.ndarray:
+        v = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+        return np.ascontiguousarray(v)
+
+    for name, value in inputs.items():
+        if value is None:
+            layout[name] = {"kind": "none"}
+        elif isinstance(value, dict):
+            layout[name] = {"kind": "dict", "keys": list(value)}
+            arrays.update({f"{name}/{k}": arr(v) for k, v in value.items()})
+        elif isinstance(value, (tuple, list)):
+            layout[name] = {"kind": "tuple", "present": [v is not None for v in value]}
+            arrays.update({f"{name}/{i}": arr(v) for i, v in enumerate(value) if v is not None})
+        else:
+            layout[name] = {"kind": "array"}
+            arrays[name] = arr(value)
+    return arrays, layout
+
+
+def unflatten_inputs(arrays: dict[str, np.ndarray], layout: dict) -> dict:
+    out = {}
+    for name, spec in layout.items():
+        kind = spec["kind"]
+        if kind == "none":
+            out[name] = None
+        elif kind == "dict":
+            out[name] = {k: arrays[f"{name}/{k}"] for k in spec["keys"]}
+        elif kind == "tuple":
+            out[name] = tuple(arrays[f"{name}/{i}"] if present else None for i, present in enumerate(spec["present"]))
+        else:
+            out[name] = arrays[name]
+    return out
+
+
+def _safetensors_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    from safetensors.numpy import save
+
+    return save(arrays) if arrays else save({"_empty": np.zeros(0, dtype=np.float32)})
 
 
 def evaluate_model(model: Recommender, split: Split, stage: str = "test", device: str | None = None) -> dict:

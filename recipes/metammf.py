@@ -72,7 +72,7 @@ def interleaved_epoch_times(split, arms: list[Arm], common: dict, reps: int) -> 
     for _ in range(reps):
         for arm in arms:
             _, trainer = split_settings(arm.method, {**common, **arm.settings, "epochs": 1, "patience": 1})
-            times[arm.label].append(Trainer(models[arm.label], split, trainer).fit().train_seconds)
+            times[arm.label].append(Trainer(models[arm.label], split, config=trainer).fit().train_seconds)
     return times
 
 

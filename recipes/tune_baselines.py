@@ -36,8 +36,8 @@ def _one(args: tuple[str, dict, bool]) -> dict:
     split = leave_one_out(load_dataset("ml-100k"))
     config_cls, model_cls = get_method(name)
     method = {k: v for k, v in setting.items() if k in config_cls.__dataclass_fields__}
-    trainer = TrainerConfig.from_dict({**model_cls.trainer_defaults, "seed": 2020, "progress": False, "cpu": cpu,
-                                       **{k: v for k, v in setting.items() if k not in method}})
+    trainer = TrainerConfig.for_method(model_cls, {"seed": 2020, "progress": False, "cpu": cpu,
+                                                   **{k: v for k, v in setting.items() if k not in method}})
     t = time.perf_counter()
     _, result, res = train_run(RunSpec(model=name), method, trainer, split=split)
     return {"method": name, "setting": setting, "valid": result.best_valid, "best_epoch": result.best_epoch,

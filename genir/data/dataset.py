@@ -155,6 +155,13 @@ class Dataset:
     def title(self, item: int) -> str:
         return str(self.items["title"].iat[item])
 
+    @property
+    def catalogue(self):
+        """The items with their side columns as a :class:`~genir.data.catalogue.Catalogue` (no interactions)."""
+        from genir.data.catalogue import Catalogue
+
+        return Catalogue(self.name, self.item_ids, self.items, self.source)
+
     def fingerprint(self) -> str:
         """Content hash of the interactions and item ids; part of every cache key built on this dataset."""
         h = hashlib.sha256()

@@ -14,6 +14,7 @@ stage, the items a user has already seen before a stage (masked at ranking time)
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +60,9 @@ class Split:
     valid_rows: np.ndarray
     test_rows: np.ndarray
     protocol: str
+    cutoff: float | None = None  # global temporal split: training interactions are strictly before this time
+
+    stages = STAGES  # the evaluation protocol interface shared with genir.data.tasks.QueryRetrievalTask
 
     # -- frames ------------------------------------------------------------------------------------------------
     @property
@@ -127,9 +131,23 @@ class Split:
         bounds = np.searchsorted(u, np.arange(self.num_users + 1))
         return [i[bounds[k]:bounds[k + 1]] for k in range(self.num_users)]
 
+    @property
+    def catalogue(self):
+        """The dataset's :class:`~genir.data.catalogue.Catalogue` (items and their side columns)."""
+        return self.dataset.catalogue
+
+    def fingerprint(self) -> str:
+        """sha256 of the three parts' rows: equal for the same dataset split the same way."""
+        h = hashlib.sha256(self.dataset.fingerprint().encode())
+        for rows in (self.train_rows, self.valid_rows, self.test_rows):
+            h.update(np.ascontiguousarray(rows, dtype=np.int64).tobytes())
+            h.update(b"|")
+        return h.hexdigest()
+
     def describe(self) -> dict:
         return {
             "protocol": self.protocol,
+            "cutoff": self.cutoff,
             "train": len(self.train_rows),
             "valid": len(self.valid_rows),
             "test": len(self.test_rows),
@@ -179,7 +197,7 @@ def temporal_split(dataset: Dataset, valid_frac: float = 0.1, test_frac: float =
     has_known = has_train.copy()
     has_known[u[valid]] = True
     test = test[has_known[u[test]]]
-    return Split(dataset, train, valid, test, protocol=f"temporal({valid_frac},{test_frac})")
+    return Split(dataset, train, valid, test, protocol=f"temporal({valid_frac},{test_frac})", cutoff=float(t_valid))
 
 
 def make_split(dataset: Dataset, protocol: str = "loo", **kwargs) -> Split:

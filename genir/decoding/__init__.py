@@ -6,6 +6,10 @@ generic over the model, and a Hugging Face ``LogitsProcessor`` backed by the sam
 >>> result = beam_search_seq2seq(t5, input_ids, index, beam_width=20, k=10,
 ...                              layout=CodeTokenLayout(index.level_sizes, base=2))
 >>> result.items, result.scores                                                 # (B, 10) each, best first
+
+The layout must be the model's: per-level code tokens (TIGER, the default) or ``shared=True`` when all levels
+share one codebook (token ``base + code`` at every level). A wrong one that fits the vocabulary decodes the wrong
+tokens silently; see :mod:`genir.decoding.tokens`.
 """
 
 from genir.decoding.beam_search import BeamSearchResult, constrained_beam_search, exact_scores

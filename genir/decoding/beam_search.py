@@ -13,7 +13,8 @@ and keeps some cache (an HF ``past_key_values``, an RNN state, nothing at all):
   :mod:`genir.decoding.hf_adapters` have one).
 
 At level ``l`` the scores are the log-softmax over the FULL vocabulary (so a hypothesis' score is its true
-sequence log-probability under the model), of which only the ``K_l`` columns of level ``l``'s tokens are read;
+sequence log-probability under the model), of which only the ``K_l`` columns of level ``l``'s tokens are read
+(``layout.token_range(l)``: its own block, or the first ``K_l`` tokens of the block all levels share);
 the prefix index turns invalid codes into ``-inf`` with gathers on the model's device, and the next beams are the
 top ``beam_width`` of beams x candidates. At a CSR level the candidates of a beam are its ``max_branch`` children
 rather than all ``K_l`` codes (STATIC's idea), so the top-k runs over fewer entries than the unconstrained search.
@@ -34,7 +35,9 @@ import numpy as np
 import torch
 
 from genir.decoding.prefix_index import PrefixIndex
-from genir.decoding.tokens import CodeTokenLayout
+from genir.decoding.tokens import CodeTokenLayout, resolve_layout
+
+_MAX_SHOWN = 5  # offending values quoted in an error message
 
 StepFn = Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]]
 ReorderFn = Callable[[Any, torch.Tensor], Any]
@@ -89,15 +92,36 @@ class _Exclusion:
         if isinstance(exclude, torch.Tensor):
             if exclude.ndim != 2 or exclude.shape[0] != batch_size:
                 raise ValueError(f"exclude must be ({batch_size}, T), got shape {tuple(exclude.shape)}")
+            _check_integer(exclude, "exclude")
             rows = exclude.to(device=device, dtype=torch.long)
             queries = torch.arange(batch_size, device=device)[:, None].expand_as(rows)
         else:
             if len(exclude) != batch_size:
                 raise ValueError(f"exclude has {len(exclude)} rows, expected one per query ({batch_size})")
-            lists = [torch.as_tensor(r, dtype=torch.long).flatten() for r in exclude]
+            lists = []
+            for q, r in enumerate(exclude):
+                r = torch.as_tensor(np.asarray(r) if not isinstance(r, torch.Tensor) else r)
+                if r.numel():
+                    _check_integer(r, f"exclude[{q}]")
+                lists.append(r.long().flatten().cpu())
             queries = torch.cat([torch.full_like(r, q) for q, r in enumerate(lists)]).to(device)
             rows = torch.cat(lists).to(device)
-        keep = (rows >= 0) & (rows < n)  # padding (-1 or N) is ignored
+        rows, queries = rows.flatten(), queries.flatten()
+        # the documented padding values (-1, and N = the pad item of histories padded with ``num_items``) are
+        # skipped; anything else outside [0, N) is a caller's bug (a wrong id space, an off-by-one), not padding
+        pad = (rows == -1) | (rows == n)
+        bad = ~pad & ((rows < 0) | (rows > n))
+        if bad.any():
+            where = bad.nonzero().flatten()
+            shown = ", ".join(
+                f"{int(rows[i])} (query {int(queries[i])})" for i in where[:_MAX_SHOWN].tolist()
+            )
+            more = f" and {where.numel() - _MAX_SHOWN} more" if where.numel() > _MAX_SHOWN else ""
+            raise ValueError(
+                f"exclude: {where.numel()} value(s) out of range: {shown}{more}; excluded items must be catalogue "
+                f"rows in [0, {n}) (the index has {n} items), or the padding values -1 or {n} (num_items)"
+            )
+        keep = ~pad
         pairs = torch.unique(queries[keep] * n + rows[keep])
         queries = pairs // n
         self.index = index
@@ -120,13 +144,18 @@ class _Exclusion:
         return (children >= 0) & (excluded >= self.index.leaf_counts(depth).index_select(0, safe.flatten()).view_as(safe))
 
 
-def _step_log_probs(step_fn: StepFn, tokens, cache, rows: int, vocab_end: int, dtype: torch.dtype, device):
+def _check_integer(values: torch.Tensor, name: str) -> None:
+    if values.dtype.is_floating_point or values.dtype.is_complex or values.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer catalogue rows, got dtype {values.dtype}")
+
+
+def _step_log_probs(
+    step_fn: StepFn, tokens, cache, rows: int, layout: CodeTokenLayout, dtype: torch.dtype, device
+):
     logits, cache = step_fn(tokens, cache)
-    if logits.ndim != 2 or logits.shape[0] != rows or logits.shape[1] < vocab_end:
-        raise ValueError(
-            f"step_fn returned logits of shape {tuple(logits.shape)}, expected ({rows}, V) with V >= {vocab_end} "
-            "(the last code token of the layout)"
-        )
+    if logits.ndim != 2 or logits.shape[0] != rows:
+        raise ValueError(f"step_fn returned logits of shape {tuple(logits.shape)}, expected ({rows}, V)")
+    layout.check_vocab_size(logits.shape[1])
     return torch.log_softmax(logits.to(device=device, dtype=dtype), dim=-1), cache
 
 
@@ -142,6 +171,7 @@ def constrained_beam_search(
     *,
     reorder_cache: ReorderFn | None = None,
     layout: CodeTokenLayout | None = None,
+    shared: bool | None = None,
     constrained: bool = True,
     score_dtype: torch.dtype = torch.float32,
     exclude: Sequence | torch.Tensor | None = None,
@@ -157,20 +187,26 @@ def constrained_beam_search(
         k: IDs returned per query, ``k <= beam_width`` (default: ``beam_width``). With ``beam_width`` >= the
             number of IDs in the index the search keeps every prefix and the ranking is exact.
         device: where the search runs (default: the index's device, or the logits' when ``index`` is None).
-        layout: token ids of the codes (default: offsets from ``index.level_sizes``, base 0).
+        layout: token ids of the codes (default: ``CodeTokenLayout(index.level_sizes, base=0, shared=shared)``).
+            It must be the layout the model was trained with: a per-level layout read from a model whose levels
+            share code tokens (or the reverse) fails only when the vocabulary is too small for it, and otherwise
+            ranks the wrong tokens without any error.
+        shared: whether all levels share one block of code tokens (see :class:`CodeTokenLayout`); used to build
+            the default layout, and checked against ``layout`` when both are given (None: the layout's, or
+            per-level).
         constrained: False runs the same search without the mask (for measuring its cost and invalid IDs).
         score_dtype: dtype of log-softmax and accumulated scores (float32 matches HF ``generate``).
         exclude: per query, catalogue rows never to return (e.g. the user's history): a sequence of B int
-            sequences, or a (B, T) int tensor; values outside ``[0, N)`` are padding and ignored. Needs
+            sequences, or a (B, T) int tensor. ``-1`` and ``N`` (``num_items``, the pad item histories are padded
+            with) are padding and ignored; any other value outside ``[0, N)`` raises ValueError. Needs
             ``constrained``. The search then ranks the remaining IDs exactly as if the excluded ones did not exist.
 
     Returns:
         :class:`BeamSearchResult` with (B, k) tensors, best first; dead beams (``-inf``) come back as padding.
     """
-    if layout is None:
-        if index is None:
-            raise ValueError("pass a layout when index is None")
-        layout = CodeTokenLayout(index.level_sizes)
+    layout = resolve_layout(
+        layout, None if index is None else index.level_sizes, shared, "constrained_beam_search"
+    )
     if index is not None and tuple(index.level_sizes) != layout.level_sizes:
         raise ValueError(f"layout level sizes {layout.level_sizes} != index level sizes {index.level_sizes}")
     if constrained and index is None:
@@ -203,7 +239,7 @@ def constrained_beam_search(
             else torch.empty(rows, 0, dtype=torch.long, device=device)
         )
         log_probs, cache = _step_log_probs(
-            step_fn, tokens, cache, rows, layout.vocab_end, score_dtype, device
+            step_fn, tokens, cache, rows, layout, score_dtype, device
         )
         if device is None:
             device = log_probs.device
@@ -281,6 +317,7 @@ def exact_scores(
     codes,
     layout: CodeTokenLayout | Sequence[int],
     *,
+    shared: bool | None = None,
     reorder_cache: ReorderFn | None = None,
     max_rows: int = 4096,
     score_dtype: torch.dtype = torch.float64,
@@ -292,9 +329,14 @@ def exact_scores(
     Items are scored in chunks of ``max_rows // batch_size`` items x all queries. Each chunk starts from
     ``reorder_cache(init_state, rows)`` with the query of every row, so ``reorder_cache`` must accept the initial
     state and must not modify it in place (true for the adapters in :mod:`genir.decoding.hf_adapters`).
-    Scores use the same full-vocabulary log-softmax as :func:`constrained_beam_search`.
+    Scores use the same full-vocabulary log-softmax as :func:`constrained_beam_search`. ``layout`` is a
+    :class:`CodeTokenLayout` or the level sizes (then base 0, and ``shared`` says whether the levels share one
+    block of code tokens; with a layout, ``shared`` if given must agree with it).
     """
-    layout = layout if isinstance(layout, CodeTokenLayout) else CodeTokenLayout(layout)
+    if isinstance(layout, CodeTokenLayout):
+        layout = resolve_layout(layout, None, shared, "exact_scores")
+    else:
+        layout = resolve_layout(None, layout, shared, "exact_scores")
     reorder = _reorder_of(step_fn, reorder_cache)
     codes = torch.as_tensor(np.asarray(codes) if not isinstance(codes, torch.Tensor) else codes)
     if codes.ndim != 2 or codes.shape[1] != layout.num_levels:
@@ -312,7 +354,7 @@ def exact_scores(
         total = torch.zeros(b * c, dtype=score_dtype, device=dev)
         for level in range(layout.num_levels):
             log_probs, cache = _step_log_probs(
-                step_fn, tokens[:, :level], cache, b * c, layout.vocab_end, score_dtype, dev
+                step_fn, tokens[:, :level], cache, b * c, layout, score_dtype, dev
             )
             total += log_probs.gather(1, tokens[:, level : level + 1]).squeeze(1)
         out.append(total.view(b, c))

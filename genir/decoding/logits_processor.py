@@ -9,11 +9,14 @@
   ``benchmarks/constrained_decoding.py``.
 
 To rank IDs by exact sequence log-probability with ``generate`` use ``num_beams=W, length_penalty=0,
-do_sample=False, max_new_tokens=L``: generation then stops on the length, so no EOS log-probability is added to
+do_sample=False, max_new_tokens=L, output_scores=True, return_dict_in_generate=True`` (see the example in
+:class:`PrefixIndexLogitsProcessor`): generation then stops on the length, so no EOS log-probability is added to
 the scores and ``sequences_scores`` is the sum of the L code log-probabilities, the same quantity as
-:func:`genir.decoding.constrained_beam_search`. (With ``eos_token_id`` given here and ``max_new_tokens > L`` the
-beam scores also include ``log p(EOS)``.) Hypotheses that ``generate`` pads with a score near ``-1e9`` when there
-are fewer valid IDs than beams are not IDs and must be dropped.
+:func:`genir.decoding.constrained_beam_search`. Without both ``output_scores=True`` and
+``return_dict_in_generate=True``, ``generate`` returns only the token tensor, with no ``sequences_scores``. (With
+``eos_token_id`` given here and ``max_new_tokens > L`` the beam scores also include ``log p(EOS)``.) Hypotheses
+that ``generate`` pads with a score near ``-1e9`` when there are fewer valid IDs than beams are not IDs and must be
+dropped.
 """
 
 from __future__ import annotations
@@ -22,15 +25,37 @@ import torch
 from transformers import LogitsProcessor
 
 from genir.decoding.prefix_index import PrefixIndex
-from genir.decoding.tokens import CodeTokenLayout
+from genir.decoding.tokens import CodeTokenLayout, resolve_layout
 
 
 class PrefixIndexLogitsProcessor(LogitsProcessor):
     """Mask HF ``generate`` scores to the IDs of a prefix index.
 
+    Ranking the IDs by sequence log-probability with an encoder-decoder model (``L`` levels, ``W`` beams)::
+
+        processor = PrefixIndexLogitsProcessor(index, CodeTokenLayout(index.level_sizes, base=2))
+        out = model.generate(
+            input_ids=input_ids,                    # (B, S)
+            logits_processor=LogitsProcessorList([processor]),
+            num_beams=W, num_return_sequences=W, length_penalty=0.0, do_sample=False,
+            max_new_tokens=index.num_levels,        # stop on the length: no EOS score in the sum
+            output_scores=True, return_dict_in_generate=True,  # without both there are no sequences_scores
+        )
+        codes = processor.layout.to_codes(out.sequences[:, 1:])   # (B*W, L), after the decoder start token
+        scores = out.sequences_scores.view(B, W)                  # best first; about -1e9 marks padding
+
+    For a decoder-only model pass ``prompt_length=input_ids.shape[1]`` (prompts left-padded) and take
+    ``out.sequences[:, prompt_length:]``.
+
     Args:
         index: the valid IDs (moved to the scores' device on first use, then cached).
-        layout: token ids of the codes (default: offsets from ``index.level_sizes``, base 0).
+        layout: token ids of the codes (default: ``CodeTokenLayout(index.level_sizes, base=0, shared=shared)``).
+            It must match how the model was trained: a per-level layout on a model whose levels share code
+            tokens (or the reverse) raises only when the vocabulary is too small for it and otherwise masks the
+            wrong tokens silently.
+        shared: whether all levels share one block of code tokens (see :class:`CodeTokenLayout`); builds the
+            default layout and is checked against ``layout`` when both are given (None: the layout's, or
+            per-level).
         prompt_length: tokens of ``input_ids`` before the first code: 1 for encoder-decoder models (the decoder
             start token), the (padded) prompt length for decoder-only models.
         eos_token_id: if given, the only token allowed once all L codes are generated; otherwise nothing is
@@ -42,11 +67,12 @@ class PrefixIndexLogitsProcessor(LogitsProcessor):
         index: PrefixIndex,
         layout: CodeTokenLayout | None = None,
         *,
+        shared: bool | None = None,
         prompt_length: int = 1,
         eos_token_id: int | None = None,
     ):
         self.index = index
-        self.layout = layout if layout is not None else CodeTokenLayout(index.level_sizes)
+        self.layout = resolve_layout(layout, index.level_sizes, shared, "PrefixIndexLogitsProcessor")
         if self.layout.level_sizes != tuple(index.level_sizes):
             raise ValueError(f"layout level sizes {self.layout.level_sizes} != index {index.level_sizes}")
         self.prompt_length = int(prompt_length)
@@ -61,6 +87,7 @@ class PrefixIndexLogitsProcessor(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         generated = input_ids.shape[1] - self.prompt_length
+        self.layout.check_vocab_size(scores.shape[1])
         states = self.states(input_ids)
         out = torch.full_like(scores, float("-inf"))
         if generated < self.layout.num_levels:

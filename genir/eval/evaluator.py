@@ -2,9 +2,11 @@
 has already interacted with before the stage are masked (RecBole's convention), and top-k metrics are averaged
 over users. Batched and vectorized; runs on whatever device the scores come from.
 
-A model is evaluated through a ``score_fn(batch: EvalBatch) -> (B, num_items) tensor``. Models that do not
-score every item (generative retrieval with beam search) return ``-inf`` for items they did not produce; those
-count as misses.
+A model is evaluated through a ``score_fn(batch: EvalBatch)`` that returns dense ``(B, num_items)`` scores or
+ranked lists (:class:`genir.eval.retrieval.RankedLists`: ``(B, k)`` items best first, ``-1`` padding), as a
+generative model's beam search gives them. Items a model did not produce (``-inf`` or absent) count as misses.
+The whole history reaches the model (``max_history=None``): a beam search excludes every seen item inside the
+search, and sequence models keep the last items they read themselves.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class FullRankingEvaluator:
         ks=DEFAULT_KS,
         metrics=DEFAULT_METRICS,
         batch_size: int = 256,
-        max_history: int | None = 200,
+        max_history: int | None = None,
     ):
         self.split = split
         self.stage = stage
@@ -101,12 +103,31 @@ class FullRankingEvaluator:
         return dense.to(device)
 
     def masked_scores(self, score_fn: Callable[[EvalBatch], torch.Tensor], batch: EvalBatch) -> torch.Tensor:
-        scores = score_fn(batch).float()
+        return self._masked(score_fn(batch), batch)
+
+    def _masked(self, scores: torch.Tensor, batch: EvalBatch) -> torch.Tensor:
+        scores = scores.float()
         if scores.shape != (len(batch.users), self.split.num_items):
             raise ValueError(
                 f"score_fn returned shape {tuple(scores.shape)}, expected ({len(batch.users)}, {self.split.num_items})"
             )
         return scores.masked_fill(self._mask(batch.users.numpy(), scores.device), float("-inf"))
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [f"{m}@{k}" for k in self.ks for m in self.metrics]
+
+    def _ranked_hits(self, answer, batch: EvalBatch, kmax: int) -> torch.Tensor:
+        """(B, kmax) hits of ranked lists, the user's seen items dropped from them first (ranks close up)."""
+        items = answer.items[:, :].cpu().numpy()
+        rows = batch.users.numpy()
+        seen, targets = self.seen[rows], self.targets[rows]
+        hits = np.zeros((len(rows), kmax), dtype=bool)
+        for b in range(len(rows)):
+            row = items[b]
+            keep = row[(row >= 0) & ~np.isin(row, seen.indices[seen.indptr[b]:seen.indptr[b + 1]])][:kmax]
+            hits[b, :len(keep)] = np.isin(keep, targets.indices[targets.indptr[b]:targets.indptr[b + 1]])
+        return torch.from_numpy(hits)
 
     @torch.no_grad()
     def evaluate_sums(self, score_fn, users: np.ndarray | None = None) -> MetricSums:
@@ -115,16 +136,20 @@ class FullRankingEvaluator:
         sums: dict[str, float] = {f"{m}@{k}": 0.0 for k in self.ks for m in self.metrics}
         count = 0
         for batch in self.batches(users):
-            scores = self.masked_scores(score_fn, batch)
-            top = torch.topk(scores, kmax, dim=1).indices.cpu()  # (B, K)
             t = self.targets[batch.users.numpy()]
             num_pos = torch.as_tensor(np.diff(t.indptr), dtype=torch.float64)
-            tdense = torch.zeros(len(batch.users), self.split.num_items, dtype=torch.bool)
-            r = np.repeat(np.arange(len(batch.users)), np.diff(t.indptr))
-            tdense[torch.as_tensor(r), torch.as_tensor(t.indices, dtype=torch.long)] = True
-            hits = tdense.gather(1, top)
-            # a -inf item in the top-k (fewer than k candidates) can never be a hit
-            hits &= torch.isfinite(scores.gather(1, top.to(scores.device))).cpu()
+            answer = score_fn(batch)
+            if not isinstance(answer, torch.Tensor):  # ranked lists (RankedLists)
+                hits = self._ranked_hits(answer, batch, kmax)
+            else:
+                scores = self._masked(answer, batch)
+                top = torch.topk(scores, kmax, dim=1).indices.cpu()  # (B, K)
+                tdense = torch.zeros(len(batch.users), self.split.num_items, dtype=torch.bool)
+                r = np.repeat(np.arange(len(batch.users)), np.diff(t.indptr))
+                tdense[torch.as_tensor(r), torch.as_tensor(t.indices, dtype=torch.long)] = True
+                hits = tdense.gather(1, top)
+                # a -inf item in the top-k (fewer than k candidates) can never be a hit
+                hits &= torch.isfinite(scores.gather(1, top.to(scores.device))).cpu()
             vals = topk_metrics(hits, num_pos, self.ks, self.metrics)
             for name, v in vals.items():
                 sums[name] += float(v.sum())
@@ -134,6 +159,13 @@ class FullRankingEvaluator:
     def evaluate(self, score_fn, users: np.ndarray | None = None) -> dict[str, float]:
         """Mean of each metric over the evaluated users."""
         return self.evaluate_sums(score_fn, users).means()
+
+    def model_sums(self, model, device, shard: tuple[int, int] = (0, 1)) -> MetricSums:
+        """Sums for this process's share of the users (``shard`` = (process index, process count)), scored by
+        ``model.full_scores`` after ``model.prepare_eval()``: what the Trainer calls."""
+        index, count = shard
+        model.prepare_eval()
+        return self.evaluate_sums(lambda b: model.full_scores(b.to(device)), self.users[index::count])
 
     @torch.no_grad()
     def recommend(self, score_fn, users: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:

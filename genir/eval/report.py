@@ -31,3 +31,19 @@ def markdown_table(rows: dict[str, dict[str, dict[str, float]]], columns: list[s
                 cells.append("–")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def metrics_table(rows: dict[str, dict[str, float]], ks=(5, 10, 20),
+                  metrics=("recall", "ndcg", "mrr", "hit")) -> str:
+    """Markdown table of one run's metrics per row name (``{"sasrec (test)": {"ndcg@10": ...}}``); the columns
+    present in no row are left out (a retrieval run reports hits@k and mrr@10)."""
+    cols = [f"{m}@{k}" for m in metrics for k in ks]
+    cols = [c for c in cols if any(c in v for v in rows.values())]
+    if not cols:  # retrieval metrics
+        cols = sorted({c for v in rows.values() for c in v}, key=lambda c: (c.split("@")[0], int(c.split("@")[1])))
+    agg = {name: {c: {"mean": v[c], "std": 0.0, "n": 1} for c in cols if c in v} for name, v in rows.items()}
+    return markdown_table(agg, cols)
+
+
+def print_metrics(rows: dict[str, dict[str, float]], ks=(5, 10, 20)) -> None:
+    print(metrics_table(rows, ks))

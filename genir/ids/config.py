@@ -1,149 +1,19 @@
-"""Hyper-parameter dataclasses of identifier schemes, checked field by field.
-
-Every scheme declares its settings as a :class:`SchemeConfig` dataclass whose fields are made with :func:`param`:
-the default, a one-line doc and the allowed range or choices. The same declaration drives
-
-* validation of a YAML spec (:mod:`genir.ids.spec`): unknown field, wrong type, out-of-range value, each reported
-  as ``<file>: params.<field>: expected ..., got ...`` (:class:`genir.errors.ConfigError`);
-* validation of a config built in Python (``RQVAE(codebook_size=0)`` fails the same way);
-* the documentation: ``describe(RQVAEConfig)`` lists fields, defaults and docs.
-
-Supported field types: ``int``, ``float`` (an int is accepted), ``bool``, ``str``, ``list[int]`` and unions of
-these (``int | list[int]``); ``bool`` is never accepted for ``int``.
-"""
+"""Config base of identifier schemes (:class:`SchemeConfig`, on :class:`genir.config.Config`) and helpers for
+per-level settings."""
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 
-from genir.errors import ConfigError
+from genir.config import Config, config_error, describe, param
 
-_MISSING = dataclasses.MISSING
-
-
-def param(default, doc: str, *, min=None, max=None, choices=None):
-    """A config field: ``default`` (lists are copied per instance), ``doc``, inclusive ``min``/``max`` bounds
-    (applied to each element of a list) and allowed ``choices``."""
-    meta = {"doc": doc, "min": min, "max": max, "choices": tuple(choices) if choices is not None else None}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
+__all__ = ["SchemeConfig", "check_level_list", "config_error", "describe", "level_sizes_of", "param"]
 
 
 @dataclass
-class SchemeConfig:
+class SchemeConfig(Config):
     """Base of every scheme's config. Subclasses add fields with :func:`param` and may override :meth:`check`
     for rules between fields."""
-
-    @classmethod
-    def from_dict(cls, values: dict, source: str = "config", prefix: str = "") -> SchemeConfig:
-        """A validated config from ``values`` (missing fields take their defaults). ``source`` (a file name) and
-        ``prefix`` (``"params."``) only shape the error messages."""
-        if not isinstance(values, dict):
-            raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'}: expected a mapping of field: value, "
-                              f"got {type(values).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown field(s) {[prefix + str(u) for u in unknown]} for "
-                              f"{cls.__name__}; known: {sorted(known)}")
-        hints = typing.get_type_hints(cls)
-        for name, value in values.items():
-            _check_value(value, hints[name], cls.__dataclass_fields__[name].metadata, f"{source}: {prefix}{name}")
-        cfg = cls(**{k: list(v) if isinstance(v, list) else v for k, v in values.items()})
-        cfg.check(source, prefix)
-        return cfg
-
-    def validate(self, source: str = "config", prefix: str = "") -> SchemeConfig:
-        """Check every field of an existing config (built in Python); returns self."""
-        hints = typing.get_type_hints(type(self))
-        for f in fields(self):
-            _check_value(getattr(self, f.name), hints[f.name], f.metadata, f"{source}: {prefix}{f.name}")
-        self.check(source, prefix)
-        return self
-
-    def check(self, source: str, prefix: str) -> None:
-        """Rules between fields; raise :func:`config_error` naming the field."""
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def config_error(source: str, prefix: str, name: str, expected: str, value) -> ConfigError:
-    """The standard message: ``<source>: <prefix><name>: expected <expected>, got <value!r>``."""
-    return ConfigError(f"{source}: {prefix}{name}: expected {expected}, got {value!r}")
-
-
-def describe(cls: type[SchemeConfig]) -> str:
-    """One line per field: ``name: type = default  # doc [range]``."""
-    hints = typing.get_type_hints(cls)
-    lines = []
-    for f in fields(cls):
-        default = f.default if f.default is not _MISSING else f.default_factory()
-        rng = _range_text(f.metadata).strip()
-        lines.append(f"{f.name}: {_type_name(hints[f.name])} = {default!r}  # {f.metadata.get('doc', '')}"
-                     + (f" ({rng})" if rng else ""))
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-def _check_value(value, hint, meta, where: str) -> None:
-    if not _type_ok(value, hint):
-        raise ConfigError(f"{where}: expected {_type_name(hint)}{_range_text(meta)}, got {value!r}")
-    items = value if isinstance(value, list) else [value]
-    lo, hi, choices = meta.get("min"), meta.get("max"), meta.get("choices")
-    for v in items:
-        if choices is not None and v not in choices:
-            raise ConfigError(f"{where}: expected one of {list(choices)}, got {value!r}")
-        numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
-        if numeric and ((lo is not None and v < lo) or (hi is not None and v > hi)):
-            raise ConfigError(f"{where}: expected {_type_name(hint)}{_range_text(meta)}, got {value!r}")
-
-
-def _type_ok(value, hint) -> bool:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, h) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if origin is list:
-        (inner,) = typing.get_args(hint) or (typing.Any,)
-        return isinstance(value, list) and len(value) > 0 and all(_type_ok(v, inner) for v in value)
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    return True
-
-
-def _type_name(hint) -> str:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(h) for h in typing.get_args(hint))
-    if origin is list:
-        (inner,) = typing.get_args(hint)
-        return f"a non-empty list of {_type_name(inner)}"
-    return getattr(hint, "__name__", str(hint))
-
-
-def _range_text(meta) -> str:
-    lo, hi, choices = meta.get("min"), meta.get("max"), meta.get("choices")
-    if choices is not None:
-        return f" in {list(choices)}"
-    if lo is not None and hi is not None:
-        return f" in [{lo}, {hi}]"
-    if lo is not None:
-        return f" >= {lo}"
-    if hi is not None:
-        return f" <= {hi}"
-    return ""
 
 
 def level_sizes_of(codebook_size: int | list[int], num_levels: int) -> list[int]:

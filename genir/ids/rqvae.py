@@ -18,7 +18,11 @@ Deviations from TIGER (all configurable):
 * defaults train with Adam, lr 1e-3, for ``epochs`` epochs; TIGER used Adagrad, lr 0.4, ~20k epochs
   (``optimizer: adagrad, lr: 0.4``), which diverged on MovieLens-100K MiniLM features with this loss scaling;
 * ``shared_codebook`` (one codebook for all levels, as AVG's vokens) and ``rotation_trick`` (a gradient
-  estimator that replaces straight-through) are extra options, off by default.
+  estimator that replaces straight-through) are extra options, off by default;
+* ``align_weight`` > 0 adds ``align_weight * (1 - cos(W z_q, p))`` for each item's paired features ``p``
+  (``fit(x, paired=p)``: the caption embedding of an image), a linear head ``W`` trained with it, so codes of
+  items with similar captions share prefixes (the semantic alignment of AVG's image tokenizer, in its simplest
+  form; the AVG method may replace it with its own loss).
 
 ``encode`` runs the network in eval mode (nearest codes, no EMA update, no re-seeding), so it is deterministic;
 ``fit`` with the same seed, data and device gives the same codes.
@@ -33,11 +37,12 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 from vector_quantize_pytorch import ResidualVQ
 
-from genir.errors import ConfigError
+from genir.errors import ConfigError, FeatureError
 from genir.ids.base import IdScheme, SemanticIdError
 from genir.ids.config import SchemeConfig, check_level_list, config_error, level_sizes_of, param
 
@@ -62,6 +67,8 @@ class RQVAEConfig(SchemeConfig):
     threshold_ema_dead_code: float = param(2.0, "re-seed codes whose EMA batch count falls below this; 0 = never",
                                            min=0.0)
     shared_codebook: bool = param(False, "one codebook for all levels (AVG vokens)")
+    align_weight: float = param(0.0, "weight of the alignment of the quantized latent with paired features "
+                                "(caption embeddings of images, as AVG's tokenizer); 0 = none", min=0.0)
     rotation_trick: bool = param(False, "rotation-trick gradients instead of straight-through")
     epochs: int = param(200, "training epochs (TIGER: ~20k)", min=1)
     batch_size: int = param(1024, "items per batch (TIGER: 1024)", min=1)
@@ -130,6 +137,12 @@ class RQVAE(IdScheme):
     name = "rqvae"
     config_class = RQVAEConfig
 
+    FIT_CONTEXT = ("progress",)
+
+    @property
+    def fit_context(self) -> tuple[str, ...]:
+        return (*self.FIT_CONTEXT, "paired") if self.config.align_weight > 0 else self.FIT_CONTEXT
+
     def __init__(self, config: RQVAEConfig | None = None, **overrides):
         super().__init__(config, **overrides)
         self.model: RQVAEModel | None = None
@@ -145,9 +158,17 @@ class RQVAE(IdScheme):
         return next(self.model.parameters()).device
 
     # -- training -----------------------------------------------------------------------------------------------
-    def fit(self, features, *, progress: bool | None = None, device: str | None = None) -> RQVAE:
+    def fit(self, features, *, progress: bool | None = None, device: str | None = None, paired=None) -> RQVAE:
         self.num_features = None
         x_np = self._check_features(features)  # (N, d)
+        if (paired is None) != (self.config.align_weight == 0):
+            raise SemanticIdError(f"{self.name}: align_weight={self.config.align_weight} needs paired features "
+                                  "(fit(x, paired=...)), and paired features need align_weight > 0")
+        if paired is not None:
+            paired = np.asarray(paired, dtype=np.float32)
+            if paired.ndim != 2 or len(paired) != len(x_np) or not np.isfinite(paired).all():
+                raise FeatureError(f"{self.name}: paired features must be a finite ({len(x_np)}, d') matrix, got "
+                                   f"shape {paired.shape}")
         c = self.config
         dev = resolve_device(device or c.device)
         show = c.progress if progress is None else progress
@@ -157,6 +178,10 @@ class RQVAE(IdScheme):
         with torch.random.fork_rng(devices=fork):
             torch.manual_seed(c.seed)
             self.model = RQVAEModel(x_np.shape[1], c).to(dev)
+            self._paired = None
+            if paired is not None:
+                self.model.align = nn.Linear(c.latent_dim, paired.shape[1]).to(dev)
+                self._paired = torch.from_numpy(paired).to(dev)
             opt = OPTIMIZERS[c.optimizer](self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
             x = torch.from_numpy(x_np).to(dev)
             order = torch.Generator().manual_seed(c.seed)
@@ -164,7 +189,7 @@ class RQVAE(IdScheme):
             bar = tqdm(range(c.epochs), desc=f"{self.name} fit", disable=not show, leave=False)
             for epoch in bar:
                 self.model.train()
-                sums = dict.fromkeys(("loss", "recon", "quant"), torch.zeros((), device=dev))
+                sums = dict.fromkeys(("loss", "recon", "quant"), torch.zeros((), device=dev))  # per-item sums
                 for idx in torch.randperm(n, generator=order).tensor_split(num_batches):
                     losses = self.training_loss(x[idx.to(dev)], idx)
                     opt.zero_grad(set_to_none=True)
@@ -190,7 +215,12 @@ class RQVAE(IdScheme):
         out = self.model(x)
         recon = (out.x_hat - x).pow(2).sum(-1).mean()
         quant = out.commit_loss.sum() * self.config.latent_dim
-        return {"loss": recon + quant, "recon": recon, "quant": quant}
+        losses = {"loss": recon + quant, "recon": recon, "quant": quant}
+        if getattr(self, "_paired", None) is not None:
+            target = self._paired[idx.to(self._paired.device)]
+            align = 1.0 - F.cosine_similarity(self.model.align(out.z_q), target, dim=-1).mean()
+            losses["loss"] = losses["loss"] + self.config.align_weight * align
+        return losses
 
     # -- inference ----------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -228,7 +258,9 @@ class RQVAE(IdScheme):
 
     # -- state --------------------------------------------------------------------------------------------------
     def _get_state(self):
-        arrays = {k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()}
+        # the alignment head only shapes training; encoding does not use it
+        arrays = {k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()
+                  if not k.startswith("align.")}
         return {"history": self.history}, arrays
 
     def _set_state(self, meta, arrays):

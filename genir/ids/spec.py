@@ -29,7 +29,7 @@ from genir.ids.base import IdScheme
 from genir.ids.collisions import POLICIES
 from genir.ids.config import SchemeConfig
 
-TOP_LEVEL = ("scheme", "features", "collision", "description", "params")
+TOP_LEVEL = ("scheme", "features", "paired", "collision", "description", "params")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class SchemeSpec:
     collision: str = "index"
     description: str = ""
     source: str = ""  # the file it came from
+    paired: str = ""  # features paired with the items for schemes that align with them (fit(paired=...))
 
     @property
     def params(self) -> dict:
@@ -50,6 +51,8 @@ class SchemeSpec:
     def to_dict(self) -> dict:
         """The YAML form (complete: every parameter written out)."""
         out = {"scheme": self.scheme, "features": self.features, "collision": self.collision}
+        if self.paired:
+            out["paired"] = self.paired
         if self.description:
             out["description"] = self.description
         return {**out, "params": self.params}
@@ -89,18 +92,22 @@ def parse_spec(data, source: str = "spec", overrides: Mapping[str, object] | Non
     if "scheme" not in data:
         raise ConfigError(f"{source}: scheme: missing; expected one of {sorted(SCHEMES)}")
     scheme = _choice(data, "scheme", sorted(SCHEMES), source)
-    features = data.get("features", "text")
-    names = [f.strip() for f in features.split(",")] if isinstance(features, str) else [None]
-    if not names or any(n not in FEATURES for n in names):
-        raise ConfigError(f"{source}: features: expected one of {sorted(FEATURES)}, or several joined by "
-                          f"commas (text,kg), got {features!r}")
-    features = ",".join(names)
+    features = _feature_names(data.get("features", "text"), "features", source, FEATURES)
+    paired = _feature_names(data["paired"], "paired", source, FEATURES) if data.get("paired") else ""
     collision = _choice(data, "collision", list(POLICIES), source, default="index")
     description = data.get("description", "") or ""
     if not isinstance(description, str):
         raise ConfigError(f"{source}: description: expected a string, got {description!r}")
     config = SCHEMES[scheme].config_class.from_dict(data["params"], source=source, prefix="params.")
-    return SchemeSpec(scheme, config, features, collision, description.strip(), source)
+    return SchemeSpec(scheme, config, features, collision, description.strip(), source, paired)
+
+
+def _feature_names(value, field: str, source: str, registry) -> str:
+    names = [f.strip() for f in value.split(",")] if isinstance(value, str) else [None]
+    if not names or any(n not in registry for n in names):
+        raise ConfigError(f"{source}: {field}: expected one of {sorted(registry)}, or several joined by "
+                          f"commas (text,kg), got {value!r}")
+    return ",".join(names)
 
 
 def build_scheme(spec: SchemeSpec | str | Path) -> IdScheme:

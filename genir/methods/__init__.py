@@ -13,7 +13,6 @@ from accelerate.utils import set_seed
 from genir.data.split import Split
 from genir.errors import ConfigError
 from genir.methods.addrl import ADDRL, ADDRLConfig
-from genir.methods.base import MethodConfig, Recommender
 from genir.methods.bpr import BPR, BPRConfig
 from genir.methods.lightgcn import LightGCN, LightGCNConfig
 from genir.methods.metammf import MetaMMF, MetaMMFConfig
@@ -22,6 +21,7 @@ from genir.methods.mmgrec import MMGRec, MMGRecConfig
 from genir.methods.pop import MostPopular, MostPopularConfig
 from genir.methods.sasrec import SASRec, SASRecConfig
 from genir.methods.tiger import Tiger, TigerConfig
+from genir.models.base import MethodConfig, Recommender
 
 METHODS: dict[str, tuple[type[MethodConfig], type[Recommender]]] = {
     "pop": (MostPopularConfig, MostPopular),

@@ -1,5 +1,5 @@
 """The one trainer (accelerate) every method trains with."""
 
-from genir.training.trainer import Trainer, TrainerConfig, TrainResult, bf16_is_native
+from genir.training.trainer import Callback, Trainer, TrainerConfig, TrainResult, bf16_is_native
 
-__all__ = ["TrainResult", "Trainer", "TrainerConfig", "bf16_is_native"]
+__all__ = ["Callback", "TrainResult", "Trainer", "TrainerConfig", "bf16_is_native"]

@@ -2,10 +2,13 @@
 
 It owns device placement, mixed precision, gradient accumulation, data parallelism (``accelerate launch`` or
 ``torchrun``), checkpoint + resume, early stopping on a validation metric, a progress bar and a per-epoch log.
-A method supplies ``train_dataset(split)``, ``loss(batch)`` (through ``forward``) and ``full_scores``.
+It trains any model on any task (recommendation splits, query retrieval, a bare torch dataset for a tokenizer):
+a method supplies ``train_dataset(task)`` and ``loss(batch)`` (through ``forward``), an evaluator supplies the
+validation metrics (:mod:`genir.eval`). AdamW with parameter groups, warm-up and schedules from transformers'
+``get_scheduler``, gradient checkpointing, callbacks.
 
-Validation is sharded: each process ranks its slice of the users and the metric sums are added across
-processes, so every process sees the same numbers and takes the same early-stopping decision.
+Validation is sharded: each process ranks its slice of the users or queries and the metric sums are added
+across processes, so every process sees the same numbers and takes the same early-stopping decision.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -26,48 +30,56 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from genir.data.split import Split
+from genir.config import Config, param
+from genir.data.batches import BatchedTensorDataset, passthrough_collate
 from genir.errors import CheckpointError, ConfigError
-from genir.eval.evaluator import FullRankingEvaluator, MetricSums
-from genir.eval.metrics import DEFAULT_KS, DEFAULT_METRICS, parse_metric
-from genir.methods.base import BatchedTensorDataset, Recommender, coerce, passthrough_collate
+
+OPTIMIZERS = ("adamw", "adam", "adagrad")
 
 
 @dataclass
-class TrainerConfig:
-    epochs: int = 100
-    batch_size: int = 1024
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    grad_accum: int = 1  # gradient accumulation steps
-    max_grad_norm: float = 0.0  # 0 = no clipping
-    mixed_precision: str = "no"  # "no", "fp16" or "bf16" (accelerate)
-    eval_every: int = 1  # validate every N epochs
-    patience: int = 10  # stop after this many validations without improvement
-    metric: str = "ndcg@10"  # validation metric for early stopping and model selection
-    eval_batch_size: int = 256
-    seed: int = 2020
-    cpu: bool = False  # force CPU even when a GPU is visible (also gives gloo for torchrun on CPU)
-    output_dir: str = ""  # checkpoints, best weights and the log; "" = keep nothing on disk
-    resume: bool = False  # continue from output_dir/checkpoint if it exists
-    num_workers: int = 0
-    progress: bool = True
+class TrainerConfig(Config):
+    epochs: int = param(100, "training epochs (early stopping usually ends sooner)", min=1)
+    batch_size: int = param(1024, "examples per batch (per process)", min=1)
+    lr: float = param(1e-3, "peak learning rate", min=0.0)
+    weight_decay: float = param(0.0, "weight decay: decoupled for adamw (not on biases and norms), L2 on every "
+                                "parameter for adam and adagrad", min=0.0)
+    optimizer: str = param("adamw", "optimizer", choices=OPTIMIZERS)
+    scheduler: str = param("constant", "learning-rate schedule of transformers.get_scheduler (constant, linear, "
+                           "cosine, inverse_sqrt, ...); with warmup the *_with_warmup variant")
+    warmup_steps: int = param(0, "optimizer steps of linear warm-up", min=0)
+    grad_accum: int = param(1, "gradient accumulation steps", min=1)
+    max_grad_norm: float = param(0.0, "gradient clipping norm; 0 = none", min=0.0)
+    mixed_precision: str = param("no", "accelerate mixed precision", choices=("no", "fp16", "bf16"))
+    gradient_checkpointing: bool = param(False, "trade compute for memory (models with "
+                                         "gradient_checkpointing_enable(), e.g. Hugging Face ones)")
+    eval_every: int = param(1, "validate every N epochs", min=1)
+    patience: int = param(10, "stop after this many validations without improvement", min=1)
+    metric: str = param("ndcg@10", "validation metric for early stopping and model selection: any name the "
+                        "evaluator reports (ndcg@10, recall@20, hits@10, mrr@10 ...)")
+    eval_batch_size: int = param(256, "users or queries per evaluation batch", min=1)
+    seed: int = param(2020, "seed of initialisation, shuffling, negatives and dropout", min=0)
+    cpu: bool = param(False, "force CPU even when a GPU is visible (also gives gloo for torchrun on CPU)")
+    output_dir: str = param("", "checkpoints, best weights and the log; empty = keep nothing on disk")
+    resume: bool = param(False, "continue from output_dir/checkpoint")
+    num_workers: int = param(0, "DataLoader worker processes", min=0)
+    progress: bool = param(True, "progress bar and per-epoch lines")
 
     @classmethod
-    def from_dict(cls, values: dict, source: str = "trainer") -> TrainerConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown field(s) {unknown}; trainer fields: {sorted(known)}")
-        out = {k: coerce(v, type(getattr(cls, k)), f"{source}: {k}") for k, v in values.items()}
-        cfg = cls(**out)
-        if cfg.mixed_precision not in ("no", "fp16", "bf16"):
-            raise ConfigError(f"{source}: mixed_precision must be no, fp16 or bf16, got {cfg.mixed_precision!r}")
-        try:
-            parse_metric(cfg.metric)
-        except ValueError as exc:
-            raise ConfigError(f"{source}: metric: {exc}") from None
-        return cfg
+    def from_dict(cls, values: dict, source: str = "trainer", prefix: str = "", *, coerce: bool = True
+                  ) -> TrainerConfig:
+        return super().from_dict(values, source, prefix, coerce=coerce)
+
+    @classmethod
+    def for_method(cls, model_or_class, settings: dict | None = None, source: str = "trainer") -> TrainerConfig:
+        """The one place where a method's tuned ``trainer_defaults`` meet a user's settings: defaults of this
+        class < the method's ``trainer_defaults`` < ``settings``."""
+        return cls.from_dict({**getattr(model_or_class, "trainer_defaults", {}), **(settings or {})}, source)
+
+    def check(self, source: str, prefix: str) -> None:
+        if not re.fullmatch(r"[a-z_]+@\d+", self.metric.lower()):
+            raise ConfigError(f"{source}: {prefix}metric: expected a metric name like ndcg@10 or hits@10, got "
+                              f"{self.metric!r}")
 
 
 def _new_accelerator(c: TrainerConfig) -> Accelerator:
@@ -111,21 +123,58 @@ class TrainResult:
     stopped_early: bool = False
 
 
-class Trainer:
-    """Trains a :class:`Recommender` on a :class:`Split` and selects the epoch with the best validation metric."""
+class Callback:
+    """Hooks into the loop; override what you need. ``trainer.state`` holds epoch, best, history."""
 
-    def __init__(self, model: Recommender, split: Split, config: TrainerConfig | None = None,
-                 accelerator: Accelerator | None = None):
+    def on_train_begin(self, trainer: Trainer) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
+        """After each epoch, ``record`` = its log line (loss, timings, valid metrics when validated)."""
+
+    def on_train_end(self, trainer: Trainer, result: TrainResult) -> None: ...
+
+
+class Trainer:
+    """Trains a model on a task (or on a torch dataset) and keeps the epoch with the best validation metric.
+
+    ``Trainer(model, train_data, evaluator=None, config=None)``:
+
+    * ``model``: an ``nn.Module`` whose ``forward(batch)`` returns the loss (a tensor, or a dict with ``loss`` and
+      other scalars that are averaged into the epoch log); a model with ``train_dataset(task)`` turns a task
+      into training examples and may set ``collate``; ``on_epoch_start(epoch)`` is called before each epoch;
+    * ``train_data``: a task (:class:`~genir.data.Split`, :class:`~genir.data.tasks.QueryRetrievalTask`) or a
+      torch ``Dataset`` of ready examples;
+    * ``evaluator``: anything with ``model_sums(model, device, shard) -> MetricSums`` (the evaluators of
+      :mod:`genir.eval`); default: the task's validation evaluator (:func:`genir.eval.evaluator_for`); with a
+      bare dataset and none, every epoch is trained and the last weights are kept.
+
+    A model with ``save_pretrained`` saves itself into ``output_dir/best`` (a peft model saves its adapter only);
+    others are saved as ``best_model.safetensors``. The in-memory copy of the best weights holds the trainable
+    parameters and the buffers only, so a frozen base model (an LLM under LoRA) is never cloned.
+    """
+
+    def __init__(self, model, train_data, evaluator=None, config: TrainerConfig | None = None,
+                 accelerator: Accelerator | None = None, *, callbacks: tuple[Callback, ...] = ()):
+        from torch.utils.data import Dataset as TorchDataset
+
+        if isinstance(evaluator, TrainerConfig):
+            raise TypeError("Trainer(model, train_data, evaluator, config): pass the config as config=")
         self.config = config or TrainerConfig()
-        self.split = split
         c = self.config
+        self.task = None if isinstance(train_data, TorchDataset) else train_data
+        self.train_data = train_data
+        self.split = self.task  # the name recipes and tests used before tasks existed
         self.accelerator = accelerator or _new_accelerator(c)
         self.model = model
         self.metric = c.metric.lower()
-        ks = sorted(set(DEFAULT_KS) | {parse_metric(self.metric)[1]})
-        self.valid_evaluator = FullRankingEvaluator(split, "valid", ks=ks, metrics=DEFAULT_METRICS,
-                                                    batch_size=c.eval_batch_size)
+        if evaluator is None and self.task is not None:
+            from genir.eval import evaluator_for
+
+            evaluator = evaluator_for(self.task, "valid", batch_size=c.eval_batch_size, metric=self.metric)
+        self.valid_evaluator = evaluator
+        self.callbacks = tuple(callbacks)
         self.out = Path(c.output_dir) if c.output_dir else None
+        self.state: dict = {}
 
     # ------------------------------------------------------------------------------------------------------------
     @property
@@ -137,32 +186,39 @@ class Trainer:
             with open(self.out / "log.jsonl", "a") as fh:
                 fh.write(json.dumps(record) + "\n")
 
-    def evaluate(self, evaluator: FullRankingEvaluator) -> dict[str, float]:
-        """Rank this process's share of users, add the sums over processes, return the means."""
+    def evaluate(self, evaluator) -> dict[str, float]:
+        """This process's share of users or queries, sums added over processes, means returned."""
         model = self.accelerator.unwrap_model(self.model)
         model.eval()
-        model.prepare_eval()
         acc = self.accelerator
-        users = evaluator.users[acc.process_index::acc.num_processes]
-
-        def score_fn(batch):
-            return model.full_scores(batch.to(acc.device))
-
-        part = evaluator.evaluate_sums(score_fn, users)
+        part = evaluator.model_sums(model, acc.device, (acc.process_index, acc.num_processes))
         if acc.num_processes > 1:
             names = sorted(part.sums)
             t = torch.tensor([part.sums[n] for n in names] + [part.count], dtype=torch.float64, device=acc.device)
             t = acc.reduce(t, reduction="sum")
-            part = MetricSums({n: float(v) for n, v in zip(names, t[:-1].tolist())}, int(t[-1].item()))
+            part = type(part)({n: float(v) for n, v in zip(names, t[:-1].tolist())}, int(t[-1].item()))
         return part.means()
 
-    def _save_best(self, model: Recommender) -> None:
+    def _save_best(self, model) -> None:
         if self.out is None or not self.accelerator.is_main_process:
+            return
+        if callable(getattr(model, "save_pretrained", None)):
+            tmp, final = self.out / "best.tmp", self.out / "best"
+            shutil.rmtree(tmp, ignore_errors=True)
+            model.save_pretrained(str(tmp))
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
             return
         tmp = self.out / "best_model.safetensors.tmp"
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp))
         os.replace(tmp, self.out / "best_model.safetensors")
+
+    @staticmethod
+    def _trainable_state(model) -> dict[str, torch.Tensor]:
+        """A copy of what training changes: trainable parameters and buffers (not a frozen base model)."""
+        frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+        return {k: v.detach().clone() for k, v in model.state_dict().items() if k not in frozen}
 
     def _save_checkpoint(self, state: dict) -> None:
         if self.out is None:
@@ -182,6 +238,47 @@ class Trainer:
             shutil.rmtree(old, ignore_errors=True)
         self.accelerator.wait_for_everyone()
 
+    def _optimizer(self, model) -> torch.optim.Optimizer:
+        """AdamW with two parameter groups (weight decay on matrices, none on biases, norms and other 1-D
+        parameters: transformers' and nanoGPT's rule); Adam and Adagrad with classic L2 on every parameter
+        (RecBole's convention, which the BPR-family methods were tuned with)."""
+        c = self.config
+        params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        if c.optimizer == "adamw":
+            groups = [{"params": [p for _, p in params if p.ndim >= 2], "weight_decay": c.weight_decay},
+                      {"params": [p for _, p in params if p.ndim < 2], "weight_decay": 0.0}]
+            return torch.optim.AdamW([g for g in groups if g["params"]], lr=c.lr)
+        cls = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad}[c.optimizer]
+        return cls([p for _, p in params], lr=c.lr, weight_decay=c.weight_decay)
+
+    def _scheduler(self, optimizer, steps: int):
+        from transformers import get_scheduler
+
+        c = self.config
+        name = c.scheduler
+        if c.warmup_steps and name == "constant":
+            name = "constant_with_warmup"
+        try:
+            return get_scheduler(name, optimizer, num_warmup_steps=c.warmup_steps, num_training_steps=steps)
+        except (ValueError, KeyError) as exc:
+            raise ConfigError(f"trainer: scheduler {c.scheduler!r}: {exc}") from None
+
+    def _validate(self, state: dict, epoch: int, t_start: float, prior_elapsed: float, unwrapped, record: dict):
+        valid = self.evaluate(self.valid_evaluator)
+        if self.metric not in valid:
+            raise ConfigError(f"trainer: metric {self.metric!r} is not reported by the evaluator; it reports "
+                              f"{sorted(valid)}")
+        record.update({f"valid_{k}": v for k, v in valid.items()})
+        score = valid[self.metric]
+        if score > state["best"]:
+            state.update(best=score, best_epoch=epoch, bad=0, best_valid=valid,
+                         time_to_best=prior_elapsed + time.perf_counter() - t_start)
+            self._save_best(unwrapped)
+            self._best_state = self._trainable_state(unwrapped)
+        else:
+            state["bad"] += 1
+        return score
+
     # ------------------------------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
         c = self.config
@@ -193,23 +290,35 @@ class Trainer:
             if not c.resume:  # a fresh run in a used directory starts a fresh log
                 (self.out / "log.jsonl").unlink(missing_ok=True)
         model = self.model
-        if not model.trainable:  # non-parametric (MostPopular): nothing to optimize, validate once
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        if not any(p.requires_grad for p in model.parameters()):  # non-parametric (MostPopular): validate once
             model.to(acc.device)
-            valid = self.evaluate(self.valid_evaluator)
+            valid = self.evaluate(self.valid_evaluator) if self.valid_evaluator is not None else {}
             self._save_best(model)
             total = time.perf_counter() - t_start
             return TrainResult(0, valid, [{"epoch": 0, **{f"valid_{k}": v for k, v in valid.items()}}],
                                0.0, total, total)
+        if c.gradient_checkpointing:
+            if not callable(getattr(model, "gradient_checkpointing_enable", None)):
+                raise ConfigError(f"trainer: gradient_checkpointing=true but {type(model).__name__} has no "
+                                  "gradient_checkpointing_enable()")
+            model.gradient_checkpointing_enable()
 
-        dataset = model.train_dataset(self.split)
-        collate = model.collate or (passthrough_collate if isinstance(dataset, BatchedTensorDataset) else None)
+        dataset = self.train_data if self.task is None else model.train_dataset(self.task)
+        collate = getattr(model, "collate", None) or (
+            passthrough_collate if isinstance(dataset, BatchedTensorDataset) else None)
         loader = DataLoader(dataset, batch_size=c.batch_size, shuffle=True, collate_fn=collate,
                             num_workers=c.num_workers)
-        optimizer = torch.optim.Adam(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        optimizer = self._optimizer(model)
+        # accelerate steps a prepared scheduler once per process for every optimizer step, so the count is that
+        # of one process seeing every batch
+        steps = c.epochs * math.ceil(len(loader) / c.grad_accum)
+        scheduler = self._scheduler(optimizer, steps)
         # buffers are built from the split (graph adjacencies), the same in every process; DDP cannot broadcast
         # sparse tensors at all, so it is told to leave those alone
         model._ddp_params_and_buffers_to_ignore = [n for n, b in model.named_buffers() if b.is_sparse]
-        self.model, optimizer, loader = acc.prepare(model, optimizer, loader)
+        self.model, optimizer, loader, scheduler = acc.prepare(model, optimizer, loader, scheduler)
         unwrapped = acc.unwrap_model(self.model)
 
         state = {"epoch": 0, "best": -math.inf, "best_epoch": -1, "bad": 0, "history": [], "train_seconds": 0.0,
@@ -223,6 +332,7 @@ class Trainer:
             acc.load_state(str(ckpt))
             state = json.loads((ckpt / "trainer_state.json").read_text())
             acc.print(f"resumed from {ckpt} at epoch {state['epoch']}")
+        self.state = state
 
         prior_elapsed = state.get("elapsed", 0.0)  # wall time spent before a resume
         stopped = False
@@ -231,65 +341,77 @@ class Trainer:
             # run continues exactly as an uninterrupted one would
             set_seed((c.seed * 100_003 + epoch) % 2**32)
             self.model.train()
-            unwrapped.on_epoch_start(epoch)
+            if callable(getattr(unwrapped, "on_epoch_start", None)):
+                unwrapped.on_epoch_start(epoch)
             t0 = time.perf_counter()
-            total, steps = torch.zeros((), device=acc.device), 0
+            totals: dict[str, torch.Tensor] = {}
+            steps = 0
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{c.epochs}", leave=False,
                        disable=not (c.progress and acc.is_local_main_process))
             for batch in bar:
                 with acc.accumulate(self.model):
-                    loss = self.model(batch)
-                    acc.backward(loss)
+                    out = self.model(batch)
+                    parts = out if isinstance(out, dict) else {"loss": out}
+                    acc.backward(parts["loss"])
                     if c.max_grad_norm > 0 and acc.sync_gradients:
                         acc.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
                     optimizer.step()
+                    scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
-                total += loss.detach()
+                for k, v in parts.items():
+                    totals[k] = totals.get(k, 0) + v.detach().float()
                 steps += 1
+            names = sorted(totals)
+            total = torch.stack([torch.as_tensor(totals[k], device=acc.device) for k in names]) / max(1, steps)
             if acc.num_processes > 1:
                 total = acc.reduce(total, reduction="mean")
             train_s = time.perf_counter() - t0
             state["train_seconds"] += train_s
-            record = {"epoch": epoch + 1, "loss": float(total) / max(1, steps), "train_s": round(train_s, 3)}
-            if (epoch + 1) % c.eval_every == 0 or epoch + 1 == c.epochs:
-                valid = self.evaluate(self.valid_evaluator)
-                record.update({f"valid_{k}": v for k, v in valid.items()})
-                score = valid[self.metric]
-                if score > state["best"]:
-                    state.update(best=score, best_epoch=epoch + 1, bad=0, best_valid=valid,
-                                 time_to_best=prior_elapsed + time.perf_counter() - t_start)
-                    self._save_best(unwrapped)
-                    self._best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
-                else:
-                    state["bad"] += 1
+            record = {"epoch": epoch + 1, **{k: float(v) for k, v in zip(names, total.tolist())},
+                      "train_s": round(train_s, 3)}
+            if self.valid_evaluator is not None and ((epoch + 1) % c.eval_every == 0 or epoch + 1 == c.epochs):
+                score = self._validate(state, epoch + 1, t_start, prior_elapsed, unwrapped, record)
                 if acc.is_main_process and c.progress:
                     acc.print(f"epoch {epoch + 1:3d}  loss {record['loss']:.4f}  {self.metric} {score:.4f}  "
                               f"best {state['best']:.4f} @ {state['best_epoch']}  ({train_s:.1f}s)")
+            elif self.valid_evaluator is None:
+                state["best_epoch"] = epoch + 1
             state["history"].append(record)
             state["epoch"] = epoch + 1
             state["elapsed"] = prior_elapsed + time.perf_counter() - t_start
             self._log(record)
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, record)
             if self.out is not None:
                 self._save_checkpoint(state)
             if state["bad"] >= c.patience:
                 stopped = True
                 break
 
+        if self.valid_evaluator is None:
+            self._save_best(unwrapped)  # no validation: the last weights are the result
         # restore the best weights (from memory, or from disk when the best epoch was before a resume)
-        if getattr(self, "_best_state", None) is not None:
-            unwrapped.load_state_dict(self._best_state)
+        elif getattr(self, "_best_state", None) is not None:
+            unwrapped.load_state_dict(self._best_state, strict=False)
         elif self.out is not None and (self.out / "best_model.safetensors").is_file():
             best = load_file(str(self.out / "best_model.safetensors"), device=str(acc.device))
             unwrapped.load_state_dict(best, strict=False)
         self.model = unwrapped
-        return TrainResult(
+        result = TrainResult(
             best_epoch=state["best_epoch"], best_valid=state["best_valid"], history=state["history"],
             train_seconds=state["train_seconds"], total_seconds=time.perf_counter() - t_start,
             time_to_best=state["time_to_best"], stopped_early=stopped,
         )
+        for cb in self.callbacks:
+            cb.on_train_end(self, result)
+        return result
 
-    def test(self) -> dict[str, float]:
-        """Full-ranking metrics of the (best) model on the test split."""
-        ev = FullRankingEvaluator(self.split, "test", batch_size=self.config.eval_batch_size)
-        return self.evaluate(ev)
+    def test(self, evaluator=None) -> dict[str, float]:
+        """Metrics of the (best) model on the task's test stage (or on ``evaluator``)."""
+        if evaluator is None:
+            from genir.eval import evaluator_for
 
+            if self.task is None:
+                raise ConfigError("Trainer.test(): no task to take a test evaluator from; pass one")
+            evaluator = evaluator_for(self.task, "test", batch_size=self.config.eval_batch_size)
+        return self.evaluate(evaluator)

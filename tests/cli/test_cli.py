@@ -1,6 +1,7 @@
 """The CLI end to end on small inputs, and its bad-input contract: one line on stderr, exit status 2."""
 
 import json
+import re
 
 import pytest
 
@@ -97,3 +98,17 @@ def test_data_info_ml100k(capsys):
     code, out, _ = run_cli(capsys, "data", "info")
     info = json.loads(out)
     assert code == 0 and info["dataset"]["interactions"] == 100000 and info["split"]["test"] == 943
+
+
+def test_demo_quick_shows_semantic_ids_and_both_recommenders(tmp_path, capsys, monkeypatch):
+    """`genir demo` is about semantic IDs: an index with its stats, the generator's decoded recommendations with
+    code tuples beside SASRec's, and the metrics table."""
+    monkeypatch.setenv("GENIR_CACHE", str(tmp_path / "cache"))
+    assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "semantic IDs" in out and "collisions" in out and "level" in out  # index info
+    assert "TIGER (code tuple)" in out and "SASRec" in out
+    assert re.search(r"\(\d+, \d+, \d+, \d+\)", out)  # a 3-level code tuple + collision position
+    assert "| tiger |" in out and "| sasrec |" in out and "| pop |" in out
+    assert (tmp_path / "demo" / "index" / "model" / "best_model.safetensors").is_file()
+    assert re.search(r"demo finished in \d+s", out)

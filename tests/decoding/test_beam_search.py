@@ -237,3 +237,118 @@ def test_argument_errors():
         )
     with pytest.raises(TypeError, match="reorder_cache"):
         constrained_beam_search(lambda t, c: (torch.zeros(1, 4), c), None, 1, index, 2)
+
+
+class PerLevelView:
+    """A shared-layout step model seen through a per-level layout: the same distribution over code tuples with
+    the logits' columns rearranged, as a per-level model trained on the same data would lay them out.
+
+    At level ``l`` the shared block's first ``K_l`` columns go to level ``l``'s own block, the other levels' blocks
+    get ``-inf``, and the rest of the shared model's columns (its tokens ``>= base + K_l`` and everything after the
+    block) are appended after the per-level vocabulary, so the full-vocabulary log-softmax is unchanged."""
+
+    def __init__(self, model, shared: CodeTokenLayout, per_level: CodeTokenLayout):
+        self.model, self.shared, self.per_level = model, shared, per_level
+
+    def __call__(self, tokens, cache):
+        level = tokens.shape[1]
+        codes = self.per_level.to_codes(tokens)
+        assert (codes >= 0).all()
+        logits, cache = self.model(self.shared.to_tokens(codes), cache)
+        base, k = self.shared.base, self.shared.level_sizes[level]
+        rest = logits[:, base + k :]
+        out = torch.full((logits.shape[0], self.per_level.vocab_end + rest.shape[1]), float("-inf"), dtype=logits.dtype)
+        out[:, :base] = logits[:, :base]
+        start, stop = self.per_level.token_range(level)
+        out[:, start:stop] = logits[:, base : base + k]
+        out[:, self.per_level.vocab_end :] = rest
+        return out, cache
+
+    def reorder_cache(self, cache, rows):
+        return self.model.reorder_cache(cache, rows)
+
+
+@settings(max_examples=40, deadline=None)
+@given(problems, st.data())
+def test_shared_layout_equals_per_level_model_brute_force(spec, data):
+    """shared=True: the constrained search on a model whose levels share code tokens returns only catalogue IDs,
+    with exactly the scores of the same model's distribution laid out per level, and with beams >= N the exact
+    ranking of every ID (checked against exact_scores). Level sizes differ, so a level's tokens past its K_l in the
+    shared block must never be decoded."""
+    sizes, n, batch, base, seed = spec
+    codes = random_catalogue(np.random.default_rng(seed), sizes, n)
+    n = len(codes)
+    shared = CodeTokenLayout(sizes, base, shared=True)
+    per_level = CodeTokenLayout(sizes, base)
+    dense_levels = data.draw(st.one_of(st.none(), st.integers(0, len(sizes))))
+    index = PrefixIndex.from_codes(codes, sizes, dense_levels=dense_levels)
+    model = TinyGRUStep(shared.vocab_end + 2, seed=seed % 1000)
+    view = PerLevelView(model, shared, per_level)
+    beam_width = data.draw(st.integers(1, n + 2))
+    k = data.draw(st.integers(1, beam_width))
+
+    def search(step, layout):
+        return constrained_beam_search(step, model.init_state(batch), batch, index, beam_width, k, layout=layout,
+                                       reorder_cache=model.reorder_cache, score_dtype=torch.float64)
+
+    got = search(model, shared)
+    ref = search(view, per_level)
+    assert torch.equal(got.valid, ref.valid)
+    assert torch.allclose(got.scores[got.valid], ref.scores[ref.valid], atol=1e-9)
+    # ties aside, the same IDs: every returned ID has the score the per-level model gives it
+    exact_shared = exact_scores(model, model.init_state(batch), batch, codes, shared)
+    exact_ref = exact_scores(view, model.init_state(batch), batch, codes, per_level,
+                             reorder_cache=model.reorder_cache)
+    assert torch.allclose(exact_shared, exact_ref, atol=1e-9)
+    assert torch.equal(got.codes[got.valid], torch.from_numpy(codes)[got.items[got.valid]])
+    if beam_width >= n:
+        assert_is_top_k(got, exact_shared, codes, k)
+    # the default layout built from the index with shared=True is the same search
+    same = constrained_beam_search(model, model.init_state(batch), batch, index, beam_width, k, shared=True,
+                                   score_dtype=torch.float64) if base == 0 else got
+    assert torch.equal(same.items, got.items)
+
+
+def test_shared_code_model_with_per_level_layout_says_so():
+    """A model over one shared block of codes (V = base + max K) decoded with a per-level layout: the error names
+    the layout problem and suggests shared=True instead of reading as "vocabulary too small"."""
+    sizes = [8, 8, 8]
+    index = PrefixIndex.from_codes(random_catalogue(np.random.default_rng(0), sizes, 20), sizes)
+    model = TinyGRUStep(2 + 8 + 1, seed=0)
+    with pytest.raises(ValueError, match=r"shared=True") as info:
+        constrained_beam_search(model, model.init_state(1), 1, index, 4, layout=CodeTokenLayout(sizes, base=2))
+    assert "V=11" in str(info.value) and "V >= 26" in str(info.value)
+    result = constrained_beam_search(model, model.init_state(1), 1, index, 4,
+                                     layout=CodeTokenLayout(sizes, base=2, shared=True))
+    assert result.valid.all()
+    with pytest.raises(ValueError, match="contradicts"):
+        constrained_beam_search(model, model.init_state(1), 1, index, 4, layout=CodeTokenLayout(sizes, base=2),
+                                shared=True)
+
+
+def test_exclude_rejects_out_of_range_values_but_accepts_padding():
+    sizes = [2, 3]
+    codes = np.array([[0, 0], [0, 1], [0, 2], [1, 0]])
+    index = PrefixIndex.from_codes(codes, sizes)
+    n = len(codes)
+    model = TinyGRUStep(5, seed=0)
+
+    def search(exclude, batch=2):
+        return constrained_beam_search(model, model.init_state(batch), batch, index, 4, exclude=exclude)
+
+    # padding: -1 and N (= num_items, the pad item of histories), as lists and as a padded tensor
+    padded = search(torch.tensor([[n, n, 0], [-1, 1, 3]]))
+    assert padded.to_lists()[0] and {h[0] for h in padded.to_lists()[0]} == {1, 2, 3}
+    assert {h[0] for h in padded.to_lists()[1]} == {0, 2}
+    assert torch.equal(search([[0, n], [1, 3, -1]]).items, padded.items)
+    assert search([[], []]).valid.all()
+    for bad, shown in [([[0, 5], [1]], "5 (query 0)"), ([[0], [-2]], "-2 (query 1)"),
+                       (torch.tensor([[0, 1], [7, n]]), "7 (query 1)")]:
+        with pytest.raises(ValueError, match="exclude") as info:
+            search(bad)
+        text = str(info.value)
+        assert shown in text and f"[0, {n})" in text and f"-1 or {n}" in text
+    with pytest.raises(ValueError, match=r"3 value\(s\)"):
+        search([[9, 10, 11], [0]])
+    with pytest.raises(ValueError, match="integer"):
+        search(torch.tensor([[0.0], [1.0]]))

@@ -10,23 +10,34 @@ are fewer valid IDs than beams; those are dropped before comparing.
 
 from __future__ import annotations
 
+import inspect
+import logging
+import textwrap
+import warnings
+
 import numpy as np
 import pytest
 import torch
+import transformers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
     LlamaConfig,
     LlamaForCausalLM,
     LogitsProcessorList,
     T5Config,
     T5ForConditionalGeneration,
 )
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 
 from genir.decoding import (
+    CausalLMStep,
     CodeTokenLayout,
     PrefixIndex,
     PrefixIndexLogitsProcessor,
+    Seq2SeqStep,
     beam_search_causal_lm,
     beam_search_seq2seq,
     exact_scores_seq2seq,
@@ -124,12 +135,18 @@ def test_matches_generate_with_trie(sizes, n, batch, beam_width, seed):
 
 
 @settings(max_examples=8, deadline=None)
-@given(st.lists(st.integers(2, 5), min_size=2, max_size=3), st.integers(1, 30), st.integers(0, 2**31 - 1))
-def test_logits_processor_equals_trie_fn(sizes, n, seed):
-    """(d) ``generate`` with our LogitsProcessor gives the same sequences and scores as with the trie fn."""
+@given(
+    st.lists(st.integers(2, 5), min_size=2, max_size=3),
+    st.integers(1, 30),
+    st.booleans(),
+    st.integers(0, 2**31 - 1),
+)
+def test_logits_processor_equals_trie_fn(sizes, n, shared, seed):
+    """(d) ``generate`` with our LogitsProcessor gives the same sequences and scores as with the trie fn, with a
+    per-level or a shared layout."""
     rng = np.random.default_rng(seed)
     codes = random_catalogue(rng, sizes, n)
-    layout = CodeTokenLayout(sizes, BASE)
+    layout = CodeTokenLayout(sizes, BASE, shared=shared)
     index = PrefixIndex.from_codes(codes, sizes, dense_levels=int(rng.integers(0, len(sizes) + 1)))
     model = tiny_t5(layout.vocab_end + 2, seed % 10_000)
     input_ids = torch.from_numpy(rng.integers(BASE, layout.vocab_end, size=(2, 5)))
@@ -257,3 +274,159 @@ def test_causal_lm_adapter_left_padding():
         top5 = beam_search_causal_lm(model, torch.tensor([p]), index, 5, 5, layout=layout)
         assert np.allclose(out.sequences_scores.numpy(), top5.scores[0].numpy(), atol=1e-4)
         assert layout.to_codes(out.sequences[:, len(p) :]).tolist() == top5.codes[0].tolist()
+
+
+def _docstring_example(obj) -> str:
+    """The first ``::`` literal block of ``obj``'s docstring, dedented."""
+    lines = inspect.getdoc(obj).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.rstrip().endswith("::")) + 1
+    block = []
+    for line in lines[start:]:
+        if line.strip() and not line.startswith("    "):
+            break
+        block.append(line)
+    return textwrap.dedent("\n".join(block))
+
+
+def test_processor_docstring_example_returns_sequences_scores():
+    """The class docstring's ``generate`` example, run as written on a tiny random T5, returns
+    ``sequences_scores`` (it needs output_scores=True and return_dict_in_generate=True), and they are the scores
+    of our own beam search."""
+    rng = np.random.default_rng(3)
+    sizes = [4, 3, 4]
+    codes = random_catalogue(rng, sizes, 30)
+    index = PrefixIndex.from_codes(codes, sizes)
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=2 + sum(sizes), d_model=16, d_kv=8, num_layers=1, num_heads=2, d_ff=32,
+                      decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    model = T5ForConditionalGeneration(config).eval()
+    b, w = 2, 5
+    input_ids = torch.from_numpy(rng.integers(2, config.vocab_size, size=(b, 6)))
+    example = _docstring_example(PrefixIndexLogitsProcessor)
+    assert "output_scores=True" in example and "return_dict_in_generate=True" in example
+    env = {"PrefixIndexLogitsProcessor": PrefixIndexLogitsProcessor, "CodeTokenLayout": CodeTokenLayout,
+           "LogitsProcessorList": LogitsProcessorList, "model": model, "index": index, "input_ids": input_ids,
+           "B": b, "W": w}
+    exec(compile(example, "<PrefixIndexLogitsProcessor docstring>", "exec"), env)  # noqa: S102 (our own docstring)
+    scores, found = env["scores"], env["codes"]
+    assert scores.shape == (b, w) and found.shape == (b * w, len(sizes))
+    ours = beam_search_seq2seq(model, input_ids, index, w, layout=CodeTokenLayout(sizes, base=2))
+    assert torch.allclose(scores, ours.scores, atol=1e-4)
+    rows = {tuple(r) for r in codes.tolist()}
+    assert all(tuple(c) in rows for c in found.tolist())
+
+
+def test_shared_layout_with_t5_matches_generate_and_exact_scores():
+    """A T5 whose levels share one block of code tokens (V = base + max K): beam_search_seq2seq(shared=True)
+    ranks exactly like exact_scores_seq2seq and like generate + the processor with the same shared layout; the
+    per-level layout fails with a message that points at shared=True."""
+    rng = np.random.default_rng(8)
+    sizes = [5, 3, 4]
+    codes = random_catalogue(rng, sizes, 40)
+    index = PrefixIndex.from_codes(codes, sizes, dense_levels=1)
+    layout = CodeTokenLayout(sizes, BASE, shared=True)
+    model = tiny_t5(layout.vocab_end + 1, 4)
+    input_ids = torch.from_numpy(rng.integers(BASE, layout.vocab_end, size=(2, 5)))
+    exact = exact_scores_seq2seq(model, input_ids, codes, layout)
+    full = beam_search_seq2seq(model, input_ids, index, 40, 40, layout=layout, score_dtype=torch.float64)
+    for q in range(2):
+        assert np.allclose(full.scores[q].numpy(), exact[q].sort(descending=True).values.numpy(), atol=1e-6)
+        assert sorted(full.items[q].tolist()) == list(range(40))
+    ours = beam_search_seq2seq(model, input_ids, index, 6, layout=layout)
+    proc = PrefixIndexLogitsProcessor(index, layout, shared=True, prompt_length=1)
+    theirs, _ = generate_ranking(model, input_ids, layout, 6, logits_processor=LogitsProcessorList([proc]))
+    for q, hits in enumerate(ours.to_lists()):
+        assert_same_ranking([(c, s) for _, c, s in hits], theirs[q])
+    with pytest.raises(ValueError, match="shared=True"):
+        beam_search_seq2seq(model, input_ids, index, 6, layout=CodeTokenLayout(sizes, BASE))
+    with pytest.raises(ValueError, match="contradicts"):
+        beam_search_seq2seq(model, input_ids, index, 6, layout=layout, shared=False)
+
+
+def _tiny_causal_models(vocab_size: int):
+    torch.manual_seed(1)
+    llama = LlamaForCausalLM(LlamaConfig(vocab_size=vocab_size, hidden_size=16, intermediate_size=32,
+                                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                                         pad_token_id=0)).eval()
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_embd=16, n_layer=2, n_head=2, n_positions=32,
+                                      pad_token_id=0)).eval()
+    return llama, gpt2
+
+
+def test_adapters_use_cache_objects_without_deprecation_warnings(monkeypatch):
+    """Both adapters keep transformers Cache objects (EncoderDecoderCache / DynamicCache) from the first step,
+    reorder them in place, and neither warns: no FutureWarning/DeprecationWarning (e.g. the `past_key_values`
+    -> `cache` rename of transformers 5.x) and no deprecation message on the transformers logger."""
+    rng = np.random.default_rng(6)
+    sizes = [3, 4, 3]
+    codes = random_catalogue(rng, sizes, 25)
+    layout = CodeTokenLayout(sizes, BASE)
+    index = PrefixIndex.from_codes(codes, sizes)
+    t5 = tiny_t5(layout.vocab_end, 2)
+    llama, gpt2 = _tiny_causal_models(layout.vocab_end)
+    input_ids = torch.from_numpy(rng.integers(BASE, layout.vocab_end, size=(2, 4)))
+
+    seen_caches = []
+    for step_class in (Seq2SeqStep, CausalLMStep):
+        original = step_class.__call__
+
+        def spy(self, tokens, state, _original=original):
+            logits, state = _original(self, tokens, state)
+            seen_caches.append(state.past)
+            return logits, state
+
+        monkeypatch.setattr(step_class, "__call__", spy)
+
+    messages = []
+    handler = logging.Handler(level=logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    hf_logger = transformers.utils.logging.get_logger("transformers")
+    warning_once = getattr(logging.Logger, "warning_once", None)
+    if hasattr(warning_once, "cache_clear"):  # transformers logs some deprecations once per process
+        warning_once.cache_clear()
+    hf_logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)
+            warnings.simplefilter("error", DeprecationWarning)
+            results = [beam_search_seq2seq(t5, input_ids, index, 6, layout=layout)]
+            exact = exact_scores_seq2seq(t5, input_ids, codes, layout, max_rows=16)
+            for model in (llama, gpt2):
+                results.append(beam_search_causal_lm(model, input_ids, index, 6, layout=layout))
+    finally:
+        hf_logger.removeHandler(handler)
+    assert not [m for m in messages if "deprecat" in m.lower() or "past_key_values" in m], messages
+    assert seen_caches and all(isinstance(c, Cache) for c in seen_caches)
+    assert any(isinstance(c, EncoderDecoderCache) for c in seen_caches)
+    assert any(isinstance(c, DynamicCache) and not isinstance(c, EncoderDecoderCache) for c in seen_caches)
+    for result in results:
+        assert result.valid.all()
+    for q in range(2):  # the KV-cached T5 search scores its IDs like teacher forcing from scratch
+        assert np.allclose(exact[q][results[0].items[q]].numpy(), results[0].scores[q].numpy(), atol=1e-4)
+
+
+def test_causal_adapter_matches_generate_for_gpt2():
+    """GPT-2 (no ``logits_to_keep`` in older transformers, learned positions) through CausalLMStep: the same top
+    beams and scores as ``generate`` with our processor."""
+    rng = np.random.default_rng(12)
+    sizes = [3, 3, 2]
+    codes = random_catalogue(rng, sizes, 15)
+    layout = CodeTokenLayout(sizes, BASE)
+    index = PrefixIndex.from_codes(codes, sizes)
+    _, gpt2 = _tiny_causal_models(layout.vocab_end)
+    prompt = torch.from_numpy(rng.integers(BASE, layout.vocab_end, size=(1, 5)))
+    ours = beam_search_causal_lm(gpt2, prompt, index, 4, layout=layout)
+    out = gpt2.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), num_beams=4,
+                        num_return_sequences=4, length_penalty=0.0, do_sample=False, max_new_tokens=3,
+                        output_scores=True, return_dict_in_generate=True, pad_token_id=0,
+                        logits_processor=LogitsProcessorList([PrefixIndexLogitsProcessor(index, layout,
+                                                                                         prompt_length=5)]))
+    assert np.allclose(out.sequences_scores.numpy(), ours.scores[0].numpy(), atol=1e-4)
+    assert layout.to_codes(out.sequences[:, 5:]).tolist() == ours.codes[0].tolist()
+
+
+def test_reorder_rejects_legacy_tuple_caches():
+    from genir.decoding.hf_adapters import _reorder_past
+
+    with pytest.raises(TypeError, match="Cache"):
+        _reorder_past(((torch.zeros(2, 1, 1, 1), torch.zeros(2, 1, 1, 1)),), torch.tensor([1, 0]))

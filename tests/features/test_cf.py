@@ -8,7 +8,7 @@ import pytest
 
 from genir.data import leave_one_out
 from genir.errors import FeatureError
-from genir.features import cf_embeddings
+from genir.methods.cf_features import cf_embeddings
 from genir.training import Trainer
 
 FAST = {"batch_size": 16, "lr": 0.01}

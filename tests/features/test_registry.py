@@ -7,11 +7,15 @@ import pytest
 
 from genir.data import leave_one_out
 from genir.errors import FeatureError
-from genir.features import FEATURES, cf_embeddings, item_features, kg_embeddings, text_embeddings
+from genir.features import FEATURES, Feature, item_features, kg_embeddings, text_embeddings
+from genir.methods.cf_features import CF_FEATURE
 
 
 def test_registry_names():
-    assert FEATURES == {"text": text_embeddings, "kg": kg_embeddings, "cf": cf_embeddings}
+    """text and kg are built in; cf (which trains a method, a higher layer) comes from the entry point."""
+    assert FEATURES.names() == ["cf", "image", "kg", "text"]
+    assert FEATURES["text"] == Feature(text_embeddings) and FEATURES["kg"] == Feature(kg_embeddings)
+    assert FEATURES["cf"] is CF_FEATURE and CF_FEATURE.needs_split
 
 
 def test_dispatch_with_dataset_or_split(tiny):
@@ -24,7 +28,7 @@ def test_dispatch_with_dataset_or_split(tiny):
 
 
 def test_unknown_name_and_cf_without_split(tiny):
-    with pytest.raises(FeatureError, match=r"unknown item feature 'image'; available: \['cf', 'kg', 'text'\]"):
-        item_features("image", tiny)
+    with pytest.raises(FeatureError, match=r"unknown item feature 'audio'; available: \['cf', 'image', 'kg', 'text'\]"):
+        item_features("audio", tiny)
     with pytest.raises(FeatureError, match="cf features are trained on a split's training interactions"):
         item_features("cf", tiny)

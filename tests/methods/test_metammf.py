@@ -112,7 +112,7 @@ def test_model_trains_on_user_feature_files(tiny_split, tmp_path, fusion, backbo
     }, seed=0)
     assert model.features.shape == (tiny_split.num_items, 8)
     assert model.config.modality_dims == "img=10,aud=6"  # recorded for a later reload
-    result = Trainer(model, tiny_split, TrainerConfig(epochs=30, batch_size=64, lr=1e-2, patience=100, cpu=True,
+    result = Trainer(model, tiny_split, config=TrainerConfig(epochs=30, batch_size=64, lr=1e-2, patience=100, cpu=True,
                                                       progress=False)).fit()
     losses = [h["loss"] for h in result.history]
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:3])

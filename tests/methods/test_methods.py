@@ -6,9 +6,9 @@ from genir.data import Dataset, leave_one_out
 from genir.errors import ConfigError
 from genir.eval import EvalBatch, pad_histories
 from genir.methods import METHODS, build_method, get_method, split_overrides
-from genir.methods.bpr.model import NegativeSampler
-from genir.methods.lightgcn.model import normalized_adjacency
-from genir.methods.sasrec.model import SequenceWindows
+from genir.models.graph import normalized_adjacency
+from genir.models.sampling import NegativeSampler
+from genir.models.windows import SequenceWindows
 from tests.conftest import make_inter
 
 

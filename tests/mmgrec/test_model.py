@@ -12,7 +12,7 @@ from tests.tiger.test_model import eval_batch
 
 
 def test_loss_falls_and_ids_are_valid(mmgrec, split):
-    result = Trainer(mmgrec, split, TrainerConfig(epochs=3, batch_size=16, lr=1e-2, progress=False, cpu=True,
+    result = Trainer(mmgrec, split, config=TrainerConfig(epochs=3, batch_size=16, lr=1e-2, progress=False, cpu=True,
                                                   patience=10)).fit()
     losses = [h["loss"] for h in result.history]
     assert losses[-1] < losses[0]

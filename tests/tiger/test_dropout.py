@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genir.methods.tiger.dropout import Dropout, byte_threshold, dropout
+from genir.models.dropout import Dropout, byte_threshold, dropout
 
 
 @pytest.mark.parametrize("p", [0.1, 0.2, 0.5])

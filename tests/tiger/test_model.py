@@ -67,7 +67,7 @@ def test_future_items_do_not_change_a_targets_loss(tiger, split):
 
 def test_three_epochs_lower_the_loss(tiger, split):
     cfg = TrainerConfig(epochs=3, batch_size=32, lr=1e-2, progress=False, cpu=True, patience=10)
-    result = Trainer(tiger, split, cfg).fit()
+    result = Trainer(tiger, split, config=cfg).fit()
     losses = [h["loss"] for h in result.history]
     assert losses[-1] < losses[0]
 

@@ -6,7 +6,7 @@ import torch
 from genir.data import Dataset, leave_one_out
 from genir.errors import CheckpointError, ConfigError
 from genir.methods import build_method
-from genir.training import Trainer, TrainerConfig
+from genir.training import Callback, Trainer, TrainerConfig
 from tests.conftest import make_inter
 
 
@@ -20,7 +20,7 @@ def fit(split, model="bpr", **kw):
     m = build_method(model, split, config, seed=kw.get("seed", 2020))
     cfg = TrainerConfig.from_dict({"epochs": 4, "batch_size": 64, "lr": 0.01, "progress": False, "cpu": True,
                                    "patience": 100, **kw})
-    t = Trainer(m, split, cfg)
+    t = Trainer(m, split, config=cfg)
     return t, t.fit()
 
 
@@ -79,5 +79,96 @@ def test_config_errors_name_the_field():
         TrainerConfig.from_dict({"lrate": 1})
     with pytest.raises(ConfigError, match="epochs: expected int"):
         TrainerConfig.from_dict({"epochs": "many"})
-    with pytest.raises(ConfigError, match="metric"):
-        TrainerConfig.from_dict({"metric": "auc@10"})
+    with pytest.raises(ConfigError, match="metric: expected a metric name like ndcg@10"):
+        TrainerConfig.from_dict({"metric": "ndcg"})
+    with pytest.raises(ConfigError, match="optimizer: expected one of"):
+        TrainerConfig.from_dict({"optimizer": "sgd"})
+
+
+def test_unknown_metric_is_refused_with_what_the_evaluator_reports(split):
+    with pytest.raises(ConfigError, match=r"metric 'auc@10' is not reported by the evaluator; it reports \[.*'ndcg@10'"):
+        fit(split, metric="auc@10", epochs=1)
+
+
+# -- the generic trainer: any model, any data, optimizer groups, schedules, callbacks, dict losses -----------------
+class _Regression(torch.nn.Module):
+    """y = 3x + 1 learned from a bare tensor dataset: no task, no evaluator."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(1, 1)
+        self.norm = torch.nn.LayerNorm(1)
+
+    def forward(self, batch):
+        x, y = batch
+        mse = (self.lin(x) - y).pow(2).mean()
+        return {"loss": mse, "mse": mse, "bias": self.lin.bias.detach().abs().sum()}
+
+
+def test_trains_a_bare_dataset_without_evaluator_and_logs_dict_losses():
+    from torch.utils.data import TensorDataset
+
+    x = torch.linspace(-1, 1, 64)[:, None]
+    data = TensorDataset(x, 3 * x + 1)
+    seen = []
+
+    class Record(Callback):
+        def on_epoch_end(self, trainer, record):
+            seen.append(record)
+
+    model = _Regression()
+    t = Trainer(model, data, config=TrainerConfig(epochs=40, batch_size=16, lr=0.1, progress=False, cpu=True),
+                callbacks=(Record(),))
+    r = t.fit()
+    assert len(seen) == 40 and {"loss", "mse", "bias"} <= set(seen[0])
+    assert seen[-1]["mse"] < 1e-2 < seen[0]["mse"]
+    assert r.best_epoch == 40 and abs(model.lin.weight.item() - 3) < 0.1
+    with pytest.raises(ConfigError, match="no task to take a test evaluator from"):
+        t.test()
+
+
+def test_adamw_groups_and_warmup_schedule():
+    from torch.utils.data import TensorDataset
+
+    model = _Regression()
+    t = Trainer(model, TensorDataset(torch.zeros(2, 1)), config=TrainerConfig(weight_decay=0.1, warmup_steps=4, scheduler="linear",
+                                                progress=False, cpu=True))
+    opt = t._optimizer(model)
+    assert isinstance(opt, torch.optim.AdamW)
+    decayed, free = opt.param_groups
+    assert decayed["weight_decay"] == 0.1 and free["weight_decay"] == 0.0
+    assert [p.ndim for p in decayed["params"]] == [2] and all(p.ndim == 1 for p in free["params"])
+    sched = t._scheduler(opt, steps=20)
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == 0.0 and lrs[4] == pytest.approx(1e-3) and lrs[-1] < lrs[4]  # warm-up, then linear decay
+    adam = Trainer(model, TensorDataset(torch.zeros(2, 1)), config=TrainerConfig(optimizer="adam", weight_decay=0.1, cpu=True))._optimizer(model)
+    assert type(adam) is torch.optim.Adam and len(adam.param_groups) == 1  # classic L2 (BPR-family tuning)
+
+
+def test_method_defaults_are_applied_in_one_place():
+    from genir.methods import get_method
+
+    bpr = get_method("bpr")[1]
+    cfg = TrainerConfig.for_method(bpr, {"lr": 0.5})
+    assert cfg.lr == 0.5 and cfg.weight_decay == bpr.trainer_defaults["weight_decay"] and cfg.optimizer == "adam"
+
+
+def test_best_state_does_not_copy_frozen_parameters():
+    model = _Regression()
+    model.norm.requires_grad_(False)
+    state = Trainer._trainable_state(model)
+    assert set(state) == {"lin.weight", "lin.bias"}
+
+
+def test_gradient_checkpointing_needs_a_model_that_supports_it():
+    from torch.utils.data import TensorDataset
+
+    data = TensorDataset(torch.zeros(4, 1), torch.zeros(4, 1))
+    t = Trainer(_Regression(), data, config=TrainerConfig(epochs=1, gradient_checkpointing=True, progress=False,
+                                                          cpu=True))
+    with pytest.raises(ConfigError, match="has no gradient_checkpointing_enable"):
+        t.fit()

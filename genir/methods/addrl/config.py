@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from genir.methods.base import MethodConfig
+from genir.models.base import MethodConfig
 
 
 @dataclass

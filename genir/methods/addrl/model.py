@@ -47,8 +47,8 @@ from genir.eval.evaluator import EvalBatch
 from genir.features.modalities import load_modalities, parse_modalities
 from genir.methods.addrl.attributes import Attribute, item_attributes
 from genir.methods.addrl.config import ADDRLConfig
-from genir.methods.base import Recommender
-from genir.methods.bpr.model import NegativeSampler
+from genir.models.base import Recommender
+from genir.models.sampling import NegativeSampler
 
 
 def parse_dims(spec: str) -> dict[str, int]:
@@ -87,6 +87,7 @@ class FactorFusion(nn.Module):
 
 class ADDRL(Recommender):
     config_class = ADDRLConfig
+    needs_known_users: ClassVar[bool] = True  # scores come from a learned user table
     # tuned on ml-100k validation (README: the sweep)
     trainer_defaults: ClassVar[dict] = {"lr": 1e-3, "batch_size": 2048, "epochs": 300, "patience": 10}
 
@@ -107,7 +108,7 @@ class ADDRL(Recommender):
         if any(name == "id" for name, _ in specs):
             raise FeatureError("addrl: modality name 'id' is reserved for the learned item-ID embedding (use_id)")
         dims = parse_dims(c.modality_dims)
-        feats = load_modalities(split, c.modalities, dims=dims) if specs else {}
+        feats = self.saved_input("modalities", lambda: load_modalities(split, c.modalities, dims=dims) if specs else {})
         if not feats and not c.use_id:
             raise ConfigError("addrl: no modality: give modalities or set use_id=true")
         dims = {**dims, **{k: v.shape[1] for k, v in feats.items()}}

@@ -41,10 +41,10 @@ from torch import nn
 
 from genir.data.split import Split
 from genir.features.modalities import load_modalities
-from genir.methods.base import PropagatedRecommender
-from genir.methods.bpr.model import NegativeSampler, bpr_loss
-from genir.methods.lightgcn.model import normalized_adjacency
 from genir.methods.metammf.config import MetaMMFConfig, parse_dims
+from genir.models.base import PropagatedRecommender
+from genir.models.graph import normalized_adjacency
+from genir.models.sampling import NegativeSampler, bpr_loss
 
 
 def fusion_input(modalities: dict[str, np.ndarray], pca_dim: int) -> torch.Tensor:
@@ -150,13 +150,14 @@ class MetaFusionNetwork(nn.Module):
 class MetaMMF(PropagatedRecommender):
     config_class = MetaMMFConfig
     # chosen on ml-100k validation (3 seeds); the sweep is in the README
-    trainer_defaults: ClassVar[dict] = {"lr": 1e-2, "batch_size": 8192, "weight_decay": 1e-6, "epochs": 300,
+    trainer_defaults: ClassVar[dict] = {"lr": 1e-2, "batch_size": 8192, "weight_decay": 1e-6, "optimizer": "adam", "epochs": 300,
                                         "patience": 10}
 
     def __init__(self, config: MetaMMFConfig, split: Split):
         super().__init__(config, split)
         c = config
-        mods = load_modalities(split, c.modalities, dims=parse_dims(c.modality_dims))
+        mods = self.saved_input("modalities", lambda: load_modalities(split, c.modalities,
+                                                                      dims=parse_dims(c.modality_dims)))
         if not c.modality_dims:  # record the widths, so a reloaded run checks that its files still fit
             c.modality_dims = ",".join(f"{k}={v.shape[1]}" for k, v in mods.items())
         self.register_buffer("features", fusion_input(mods, c.pca_dim))  # (num_items, d_in)

@@ -15,13 +15,13 @@ Branches (all on the same graph, with the MGDCF recurrence ``h_{k+1} = beta * A 
 
 Deviations from the paper (also in README.md):
 
-* the normalized adjacency is the foundation's :func:`~genir.methods.lightgcn.model.normalized_adjacency`,
+* the normalized adjacency is the foundation's :func:`~genir.models.graph.normalized_adjacency`,
   rescaled to ``(D+I)^-1/2 (A+I) (D+I)^-1/2`` (the paper's graph with self-loops) when ``self_loops``;
 * the branches are propagated together (features concatenated, one SpMM per hop, each branch read off at its
   own K): the same numbers as separate propagations, fewer sparse products; so one edge-dropout mask per step
   serves every branch (the paper draws one per branch);
 * the loss is the paper's (summed BPR + 1/2 * l2_coef * ||final tables||^2) divided by the batch size, so the
-  BPR term is the foundation's mean :func:`~genir.methods.bpr.model.bpr_loss`; Adam is nearly scale-invariant,
+  BPR term is the foundation's mean :func:`~genir.models.sampling.bpr_loss`; Adam is nearly scale-invariant,
   the ratio of the terms is the paper's; TUR is averaged over the batch's positives likewise;
 * the SGT's global items at evaluation come from a fixed generator (``eval_seed``), so that scoring the same
   weights twice gives the same ranking; in training they are redrawn every step, as in the paper;
@@ -47,10 +47,10 @@ from genir.data.split import Split
 from genir.errors import ConfigError
 from genir.eval.evaluator import EvalBatch
 from genir.features.modalities import load_modalities, parse_modalities
-from genir.methods.base import Recommender
-from genir.methods.bpr.model import NegativeSampler, bpr_loss
-from genir.methods.lightgcn.model import normalized_adjacency
 from genir.methods.miggt.config import MIGGTConfig
+from genir.models.base import Recommender
+from genir.models.graph import normalized_adjacency
+from genir.models.sampling import NegativeSampler, bpr_loss
 
 ID_BRANCH = "id"
 BUILTIN = ("text", "kg", "cf")
@@ -142,6 +142,7 @@ class SampledGlobalTransformer(nn.Module):
 
 class MIGGT(Recommender):
     config_class = MIGGTConfig
+    needs_known_users: ClassVar[bool] = True  # scores come from a learned user table
     # batch of training edges per full-graph step; lr tuned on ml-100k validation (README.md)
     trainer_defaults: ClassVar[dict] = {"lr": 5e-2, "batch_size": 8192, "epochs": 80, "patience": 15}
     eval_seed = 0
@@ -164,8 +165,8 @@ class MIGGT(Recommender):
         unknown = sorted(set(dims) - set(names))
         if unknown:
             raise ConfigError(f"feature_dims: no modality named {unknown}; modalities: {names}")
-        features = load_modalities(split, c.modalities, cf_method=c.cf_method, dim=c.embedding_size,
-                                   seed=c.feature_seed, dims=dims)
+        features = self.saved_input("modalities", lambda: load_modalities(
+            split, c.modalities, cf_method=c.cf_method, dim=c.embedding_size, seed=c.feature_seed, dims=dims))
         self.hops = {n: hops.get(n, c.default_hops) for n in [ID_BRANCH] + names}
         self.modalities = [n for n in names if self.hops[n] >= 0]
         if not self.modalities and self.hops[ID_BRANCH] < 0:

@@ -1,10 +1,7 @@
-from genir.ids import register_scheme
 from genir.methods.mmgrec.config import MMGRecConfig
 from genir.methods.mmgrec.graph import GraphEncoderConfig, GraphSAGEEncoder, graph_representations
 from genir.methods.mmgrec.graph_rqvae import GraphRQVAE, GraphRQVAEConfig
 from genir.methods.mmgrec.model import MMGRec
-
-register_scheme("graph_rqvae", GraphRQVAE, replace=True)
 
 __all__ = ["GraphEncoderConfig", "GraphRQVAE", "GraphRQVAEConfig", "GraphSAGEEncoder", "MMGRec", "MMGRecConfig",
            "graph_representations"]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from genir.methods.tiger.config import TigerConfig
+from genir.models.generative_config import GenerativeConfig
 
 
 @dataclass
-class MMGRecConfig(TigerConfig):
+class MMGRecConfig(GenerativeConfig):
     """TIGER's generator with MMGRec's switches: the encoder reads one token per history item (its frozen graph
     vector), relation-aware (user-aware) self-attention replaces positional encoding, and the IDs come from the
     Graph RQ-VAE (``genir index build --scheme tokenizers/graph_rqvae.yaml``). Paper values in the comments."""

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from genir.data.split import Split
-from genir.methods.base import MethodConfig, PropagatedRecommender
-from genir.methods.bpr.model import NegativeSampler, bpr_loss
+from genir.models.base import MethodConfig, PropagatedRecommender
+from genir.models.sampling import NegativeSampler, bpr_loss
 
 
 @dataclass
@@ -50,7 +50,7 @@ class GraphSAGEEncoder(PropagatedRecommender):
     """BPR-trained GraphSAGE over users and feature-initialised items (module docstring)."""
 
     config_class = GraphEncoderConfig
-    trainer_defaults: ClassVar[dict] = {"lr": 1e-3, "weight_decay": 1e-6, "batch_size": 3000, "epochs": 60,
+    trainer_defaults: ClassVar[dict] = {"lr": 1e-3, "weight_decay": 1e-6, "optimizer": "adam", "batch_size": 3000, "epochs": 60,
                                         "patience": 10}
 
     def __init__(self, config: GraphEncoderConfig, split: Split, features: np.ndarray):
@@ -110,17 +110,16 @@ def graph_representations(split: Split, features: np.ndarray, config: GraphEncod
     training interactions with ``features`` as item inputs; cached by content (features, split rows, settings).
     ``return_model`` also returns the trained encoder (then nothing is read from the cache)."""
     from genir.features.cache import cached
-    from genir.features.cf import _split_hash
     from genir.training import Trainer, TrainerConfig
 
     config = config or GraphEncoderConfig()
     features = np.ascontiguousarray(features, dtype=np.float32)
-    settings = {**GraphSAGEEncoder.trainer_defaults, "seed": seed, "progress": False, **(trainer or {})}
-    trainer_cfg = TrainerConfig.from_dict(settings, source="mmgrec graph encoder: trainer")
+    trainer_cfg = TrainerConfig.for_method(GraphSAGEEncoder, {"seed": seed, "progress": False, **(trainer or {})},
+                                           source="mmgrec graph encoder: trainer")
     params = {"config": config.to_dict(), "trainer": {k: v for k, v in vars(trainer_cfg).items()
                                                        if k not in ("progress", "output_dir", "cpu")},
               "features_sha256": hashlib.sha256(features.tobytes()).hexdigest(), "shape": list(features.shape),
-              "split_sha256": _split_hash(split)}
+              "split_sha256": split.fingerprint()}
     model_box = []
 
     def compute() -> np.ndarray:
@@ -128,7 +127,7 @@ def graph_representations(split: Split, features: np.ndarray, config: GraphEncod
 
         set_seed(seed)
         model = GraphSAGEEncoder(config, split, features)
-        Trainer(model, split, trainer_cfg).fit()
+        Trainer(model, split, config=trainer_cfg).fit()
         model.eval()
         with torch.no_grad():
             users, items = (t.float().cpu().numpy() for t in model.propagate())

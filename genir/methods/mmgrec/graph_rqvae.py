@@ -47,7 +47,11 @@ def features_sha256(features: np.ndarray) -> str:
 class GraphRQVAE(RQVAE):
     name = "graph_rqvae"
     config_class = GraphRQVAEConfig
-    needs_split: ClassVar[bool] = True  # genir index build passes the leave-one-out split to fit()
+    FIT_CONTEXT: ClassVar[tuple[str, ...]] = ("split", "progress")  # genir index build passes its split
+
+    @property
+    def fit_context(self) -> tuple[str, ...]:
+        return self.FIT_CONTEXT  # the graph encoder's vectors are the input; no paired alignment here
 
     def graph_encoder_config(self):
         from genir.methods.mmgrec.graph import GraphEncoderConfig
@@ -65,7 +69,7 @@ class GraphRQVAE(RQVAE):
 
         if split is None:
             raise SemanticIdError("graph_rqvae: fit() needs the user-item graph (split=...); `genir index build` "
-                                  "passes the dataset's leave-one-out training split")
+                                  "passes the training split it records (--split)")
         x = self._check_raw(features)
         items, users, encoder = graph_representations(
             split, x, self.graph_encoder_config(), seed=self.config.seed, trainer=self.graph_trainer_settings(),

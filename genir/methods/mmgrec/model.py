@@ -1,6 +1,7 @@
 """MMGRec: generative recommendation with Graph RQ-VAE Rec-IDs and a relation-aware transformer.
 
-It is :class:`~genir.methods.tiger.Tiger` with three switches (README.md lists every deviation from the paper):
+It is the generative recommender (:class:`~genir.models.generative.GenerativeRecommender`, as TIGER) with three
+switches (README.md lists every deviation from the paper):
 
 * item IDs come from whatever index dir it is given; the paper's are the Graph RQ-VAE's
   (``tokenizers/graph_rqvae.yaml``: graph-encoder vectors -> residual VQ -> popularity-ordered collision token);
@@ -18,12 +19,16 @@ from __future__ import annotations
 import numpy as np
 
 from genir.data.split import Split
+from genir.index import GenirIndex, open_index_for
 from genir.methods.mmgrec.config import MMGRecConfig
-from genir.methods.tiger.model import Tiger
+from genir.models.generative import GenerativeRecommender
 
 
-class MMGRec(Tiger):
+class MMGRec(GenerativeRecommender):
     config_class = MMGRecConfig
+
+    def __init__(self, config: MMGRecConfig, split: Split, index: GenirIndex | None = None):
+        super().__init__(config, split, index or open_index_for(config.index, split, "mmgrec"))
 
     def conditioning(self, split: Split) -> tuple[np.ndarray | None, np.ndarray | None]:
         from genir.features.modalities import load_modalities

@@ -9,7 +9,7 @@ import torch
 
 from genir.data.split import Split
 from genir.eval.evaluator import EvalBatch
-from genir.methods.base import MethodConfig, Recommender
+from genir.models.base import MethodConfig, Recommender
 
 
 @dataclass

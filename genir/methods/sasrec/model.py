@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,7 +20,8 @@ from torch.utils.data import Dataset as TorchDataset
 
 from genir.data.split import Split
 from genir.eval.evaluator import EvalBatch
-from genir.methods.base import MethodConfig, Recommender
+from genir.models.base import MethodConfig, Recommender
+from genir.models.windows import SequenceWindows
 
 
 @dataclass
@@ -33,41 +33,6 @@ class SASRecConfig(MethodConfig):
     dropout: float = 0.5  # hidden and attention dropout
     max_seq_length: int = 50
     layer_norm_eps: float = 1e-12
-
-
-class SequenceWindows(TorchDataset):
-    """Training windows: (input ids, target ids), both of length ``max_len``, left-padded with ``pad_id``."""
-
-    def __init__(self, histories: list[np.ndarray], max_len: int, pad_id: int):
-        self.max_len = max_len
-        self.pad_id = pad_id
-        windows, owners = [], []
-        for owner, seq in enumerate(histories):
-            end = len(seq)
-            while end >= 2:
-                start = max(0, end - max_len - 1)
-                windows.append(seq[start:end])
-                owners.append(owner)
-                end = start + 1  # the window's first item is the next window's last target
-                if start == 0:
-                    break
-        self.windows = windows
-        self.owners = owners  # index in ``histories`` (the user) of each window
-
-    def __len__(self) -> int:
-        return len(self.windows)
-
-    def __getitem__(self, idx):
-        return self.window(idx)
-
-    def window(self, idx) -> tuple[torch.Tensor, torch.Tensor]:
-        w = self.windows[idx]
-        inp = np.full(self.max_len, self.pad_id, dtype=np.int64)
-        tgt = np.full(self.max_len, self.pad_id, dtype=np.int64)
-        n = len(w) - 1
-        inp[self.max_len - n:] = w[:-1]
-        tgt[self.max_len - n:] = w[1:]
-        return torch.from_numpy(inp), torch.from_numpy(tgt)
 
 
 class SASRec(Recommender):

@@ -7,73 +7,47 @@ data-parallel wrappers (DDP through accelerate) see every training step.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset as TorchDataset
-from torch.utils.data import TensorDataset
 
+from genir.config import Config
+from genir.data.batches import BatchedTensorDataset
 from genir.data.split import Split
 from genir.errors import ConfigError
 from genir.eval.evaluator import EvalBatch
 
 
-class BatchedTensorDataset(TensorDataset):
-    """A TensorDataset that the DataLoader indexes once per batch (``__getitems__``) instead of once per row:
-    for the ~100k tiny (user, item) pairs of a BPR epoch, per-row fetching and collating cost 3x the model's time.
-    Returns the batch already collated, so the loader must use :func:`passthrough_collate`."""
-
-    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        return tuple(t[idx] for t in self.tensors)
-
-
-def passthrough_collate(batch):
-    return batch
-
-
 @dataclass
-class MethodConfig:
-    """Base of every method's hyper-parameter dataclass."""
+class MethodConfig(Config):
+    """Base of every method's hyper-parameter dataclass (:class:`genir.config.Config`): settings from YAML or
+    ``key=value`` are converted to each field's type and checked."""
 
     @classmethod
-    def from_dict(cls, values: dict, source: str = "config") -> MethodConfig:
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ConfigError(f"{source}: unknown field(s) {unknown} for {cls.__name__}; known: {sorted(known)}")
-        out = {}
-        for k, v in values.items():
-            default = getattr(cls, k, None)
-            out[k] = coerce(v, type(default) if default is not None else None, f"{source}: {k}")
-        return cls(**out)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def from_dict(cls, values: dict, source: str = "config", prefix: str = "", *, coerce: bool = True
+                  ) -> MethodConfig:
+        return super().from_dict(values, source, prefix, coerce=coerce)
 
 
-def coerce(value, typ, where: str):
-    """Convert a command-line string (or YAML value) to the type of the field's default."""
-    if typ is None or isinstance(value, typ) and not (typ is int and isinstance(value, bool)):
-        return value
+_PRELOADED: ContextVar[dict | None] = ContextVar("genir_preloaded_inputs", default=None)
+
+
+@contextmanager
+def preloaded_inputs(inputs: dict) -> Iterator[None]:
+    """Within this block, :meth:`Recommender.saved_input` returns ``inputs[name]`` instead of computing it: how a
+    saved run is loaded without recomputing its data-derived inputs (graph vectors, feature matrices)."""
+    token = _PRELOADED.set(inputs)
     try:
-        if typ is bool:
-            if isinstance(value, str):
-                if value.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if value.lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(value)
-            return bool(value)
-        if typ is int and isinstance(value, float) and not value.is_integer():
-            raise ValueError(value)
-        if typ in (tuple, list) and isinstance(value, str):
-            return typ(int(x) if x.strip().lstrip("-").isdigit() else x.strip() for x in value.split(","))
-        return typ(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: expected {typ.__name__}, got {value!r}") from None
+        yield
+    finally:
+        _PRELOADED.reset(token)
 
 
 class Recommender(nn.Module):
@@ -87,13 +61,29 @@ class Recommender(nn.Module):
 
     config_class: type[MethodConfig] = MethodConfig
     trainer_defaults: ClassVar[dict] = {}
+    needs_known_users: ClassVar[bool] = False  # True: scores only users seen in training (a user table)
 
     def __init__(self, config: MethodConfig, split: Split):
         super().__init__()
+        self._saved_inputs: dict[str, object] = {}
         self.config = config
         self.num_users = split.num_users
         self.num_items = split.num_items
         self._split_desc = split.describe()
+
+    def saved_input(self, name: str, compute: Callable[[], object]):
+        """A model input computed from data (a graph encoder's vectors, modality feature matrices): computed by
+        ``compute()``, or taken from the run being loaded (:func:`preloaded_inputs`), so loading a run never
+        recomputes or retrains it. The value (an array, a tuple of arrays or None, a dict of arrays) is kept in
+        ``saved_inputs`` and written with the run."""
+        pre = _PRELOADED.get()
+        value = pre[name] if pre is not None and name in pre else compute()
+        self._saved_inputs[name] = value
+        return value
+
+    @property
+    def saved_inputs(self) -> dict[str, object]:
+        return dict(self._saved_inputs)
 
     # -- training --------------------------------------------------------------------------------------------
     def train_dataset(self, split: Split) -> TorchDataset:
@@ -127,6 +117,31 @@ class Recommender(nn.Module):
         """(B, num_items) scores for every item of the catalogue."""
         raise NotImplementedError(f"{type(self).__name__} must implement full_scores(batch)")
 
+    @torch.no_grad()
+    def recommend(self, histories: list[list[int]], k: int = 10,
+                  users: list[int | None] | None = None) -> list[list[tuple[int, float]]]:
+        """Top-``k`` ``(item, score)`` per history (internal item ids, time order), the history's items excluded:
+        the retrieval interface every model serves (generative models override it with their beam search).
+        ``users``: the internal id of each history's user when known (None: an ad-hoc history; models that
+        score known users only, such as BPR, need it)."""
+        from genir.eval.evaluator import pad_histories
+
+        if self.needs_known_users and (users is None or any(u is None for u in users)):
+            raise ConfigError(f"{type(self).__name__} scores known users only (a learned user table); give a "
+                              "user id (--user), not an item history")
+        device = next(iter([*self.parameters(), *self.buffers()]), torch.zeros(0)).device
+        hist, lens = pad_histories([np.asarray(h, dtype=np.int64) for h in histories], self.num_items)
+        user_ids = torch.tensor([-1 if u is None else int(u) for u in (users or [None] * len(histories))])
+        self.eval()
+        self.prepare_eval()
+        scores = self.full_scores(EvalBatch(user_ids.clamp_min(0), hist, lens, self.num_items).to(device)).float()
+        for row, h in enumerate(histories):
+            if len(h):
+                scores[row, torch.as_tensor(list(h), dtype=torch.long, device=scores.device)] = float("-inf")
+        top = torch.topk(scores, min(k, self.num_items), dim=1)
+        return [[(int(i), float(s)) for i, s in zip(ti.tolist(), ts.tolist()) if s > float("-inf")]
+                for ti, ts in zip(top.indices, top.values)]
+
 
 class PropagatedRecommender(Recommender):
     """A recommender whose user and item vectors come from one :meth:`propagate` over the whole catalogue (graph
@@ -134,6 +149,7 @@ class PropagatedRecommender(Recommender):
     Subclasses implement :meth:`propagate` and call :meth:`forget` in ``loss`` (the weights are about to change)."""
 
     _cache: tuple[torch.Tensor, torch.Tensor] | None = None
+    needs_known_users: ClassVar[bool] = True
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(users (U, d), items (N, d))."""

@@ -13,13 +13,14 @@ the features leak the held-out interactions.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
 from genir.data.split import Split
 from genir.errors import ConfigError, FeatureError
+from genir.features import Feature
 from genir.features.cache import cached
+from genir.methods import build_method, get_method
+from genir.training import Trainer, TrainerConfig
 
 # trainer fields that do not change the trained weights, left out of the cache key
 _NO_EFFECT = ("progress", "output_dir", "resume", "num_workers", "eval_batch_size", "cpu")
@@ -42,9 +43,6 @@ def cf_embeddings(
     ``method_overrides`` set other TrainerConfig / method-config fields (e.g. ``{"patience": 3}``); all of them
     are part of the cache key.
     """
-    from genir.methods import get_method
-    from genir.training import TrainerConfig
-
     if not isinstance(split, Split):
         raise FeatureError(f"cf features are trained on a split's training interactions; got "
                            f"{type(split).__name__}, pass e.g. leave_one_out(dataset)")
@@ -57,9 +55,9 @@ def cf_embeddings(
     try:
         method_cfg = config_cls.from_dict({"embedding_size": dim, **(method_overrides or {})},
                                           source=f"cf features: method {method}")
-        trainer_cfg = TrainerConfig.from_dict(
-            {**model_cls.trainer_defaults, "seed": seed, **({"epochs": epochs} if epochs is not None else {}),
-             **(trainer_overrides or {}), "progress": progress},
+        trainer_cfg = TrainerConfig.for_method(
+            model_cls, {"seed": seed, **({"epochs": epochs} if epochs is not None else {}),
+                        **(trainer_overrides or {}), "progress": progress},
             source="cf features: trainer",
         )
     except ConfigError as exc:
@@ -67,14 +65,11 @@ def cf_embeddings(
 
     trainer_key = {k: v for k, v in vars(trainer_cfg).items() if k not in _NO_EFFECT}
     params = {"method": method, "method_config": method_cfg.to_dict(), "trainer": trainer_key,
-              "protocol": split.protocol, "split_sha256": _split_hash(split)}
+              "protocol": split.protocol, "split_sha256": split.fingerprint()}
 
     def compute() -> np.ndarray:
-        from genir.methods import build_method
-        from genir.training import Trainer
-
         model = build_method(method, split, method_cfg, seed=trainer_cfg.seed)  # seeds the initialization too
-        Trainer(model, split, trainer_cfg).fit()
+        Trainer(model, split, config=trainer_cfg).fit()
         emb = model.item_embeddings().detach().float().cpu().numpy()  # (num_items, dim)
         return np.ascontiguousarray(emb, dtype=np.float32)
 
@@ -83,9 +78,4 @@ def cf_embeddings(
     return cached("cf", params, split.dataset.fingerprint(), compute)
 
 
-def _split_hash(split: Split) -> str:
-    h = hashlib.sha256()
-    for rows in (split.train_rows, split.valid_rows, split.test_rows):
-        h.update(np.ascontiguousarray(rows, dtype=np.int64).tobytes())
-        h.update(b"|")
-    return h.hexdigest()
+CF_FEATURE = Feature(cf_embeddings, needs_split=True)  # the ``cf`` entry of genir.features.FEATURES

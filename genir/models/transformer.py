@@ -23,19 +23,25 @@ gives empty histories a well-defined (popularity-like) prediction and keeps atte
 The BOS input of each target also receives the encoder state of the target's most recent item (the "anchor"), as
 SASRec predicts from the state at the current position: otherwise a decoder query cannot tell which of the
 absolute positions it sees is the present (in training the present is slot s, at inference the last slot).
+
+Decoding (:class:`DecoderStep`) keeps a KV cache by default: the memory's cross-attention keys/values once per
+query, shared by its beams, and per beam the self-attention keys/values of its prefix, so each of the L levels
+runs the decoder on one new position (without the cache, level l re-runs all l + 1).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genir.methods.tiger.dropout import Dropout, dropout
+from genir.models.dropout import Dropout, dropout
 
 PAD, BOS, CODE_BASE = 0, 1, 2
+READ_ALL = 1 << 29  # a decoding query's item limit: every history item (padding is 1 << 30, the start token -1)
 POSITIONS = ("absolute", "relation", "none")
 ENCODER_INPUTS = ("codes", "items", "features")
 
@@ -82,6 +88,19 @@ class Attention(nn.Module):
                                                dropout_p=self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(b, nq, d))
 
+    def keys_values(self, memory):
+        """memory (B, S, D) -> keys and values stacked as (2, B, H, S, dh), the projection of :meth:`forward`, for
+        the decoder's KV cache (inference, no relation term)."""
+        return self.kv(memory).view(memory.shape[0], memory.shape[1], 2, self.h, self.dh).permute(2, 0, 3, 1, 4)
+
+    def attend(self, x, kv, allowed=None):
+        """Inference attention of the queries x (B, Q, D) to precomputed ``kv`` (2, B, H, S, dh) (no dropout, no
+        relation term); allowed: None (every key) or a bool mask broadcastable to (B, H, Q, S) -> (B, Q, D)."""
+        b, nq, d = x.shape
+        q = self.q(x).view(b, nq, self.h, self.dh).transpose(1, 2)  # (B, H, Q, dh)
+        y = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=allowed)
+        return self.out(y.transpose(1, 2).reshape(b, nq, d))
+
 
 class Block(nn.Module):
     """Pre-norm transformer block: self-attention, optional cross-attention, feed-forward."""
@@ -110,6 +129,27 @@ class Block(nn.Module):
         if self.cross is not None:
             x = x + self.drop(self.cross(self.n2(x), memory, cross_allowed))
         return x + self.drop(self.ff(self.n3(x)))
+
+    def step(self, x, past, cross_kv, cross_allowed):
+        """One new decoder position per row, for the KV cache (inference: eval mode, no dropout).
+
+        x (R, 1, D): the new position of each of the R rows, the rows of a query contiguous (R = B x rows per
+        query); past (2, R, H, n, dh) or None: this block's self-attention keys/values of the row's n earlier
+        positions; cross_kv (2, B, H, S, dh): the memory's cross-attention keys/values, one per query, shared by
+        its rows; cross_allowed (B, 1, 1, S). Returns the new x (R, 1, D) and past with this position appended
+        (2, R, H, n + 1, dh). Same arithmetic as :meth:`forward` on BOS + the prefix (whose causal groups let a
+        position see only itself and earlier ones), restricted to the last position."""
+        if self.self_attn.relation:
+            raise ValueError("the decoder has no relation-aware self-attention")
+        h = self.n1(x)
+        kv = self.self_attn.keys_values(h)  # (2, R, H, 1, dh)
+        kv = kv if past is None else torch.cat([past, kv], dim=3)
+        x = x + self.self_attn.attend(h, kv)  # a new position sees all of its row's positions
+        r, _, d = x.shape
+        b = cross_kv.shape[1]
+        h = self.n2(x).view(b, r // b, d)  # the rows of one query are queries of its one memory
+        x = x + self.cross.attend(h, cross_kv, cross_allowed).view(r, 1, d)
+        return x + self.ff(self.n3(x)), kv
 
 
 class GenerativeTransformer(nn.Module):
@@ -227,40 +267,123 @@ class GenerativeTransformer(nn.Module):
         labels = target_tokens.masked_fill(~target_valid[:, :, None], -100).flatten(1)
         return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
 
+    def decoder_cache(self, memory, memory_item):
+        """What every KV-cached decoding step of the B queries reads and none changes: per decoder block the
+        cross-attention keys/values of the memory (2, B, H, S, dh), computed once per query and shared by all of
+        its rows (no per-beam copy); the cross mask (B, 1, 1, S) (every history item, padding excluded, as
+        :class:`DecoderStep` reads them); and the anchor (B, D) of :meth:`decode`."""
+        allowed = memory_item <= READ_ALL  # (B, S)
+        last = (allowed * torch.arange(1, memory.shape[1] + 1, device=memory.device)).argmax(-1)  # (B,)
+        anchor = memory.gather(1, last[:, None, None].expand(-1, 1, memory.shape[2]))[:, 0]
+        cross = [block.cross.keys_values(memory) for block in self.decoder]
+        return cross, allowed[:, None, None, :], anchor
+
+    def decode_step(self, tokens, level: int, cross, cross_allowed, anchor, past):
+        """The KV-cached counterpart of :meth:`decode` at inference: logits (R, V) of one new decoder input per
+        row, ``tokens`` (R,) at ID level ``level`` (BOS at level 0), given the row's earlier positions through
+        ``past`` (per decoder block (2, R, H, n, dh) keys/values, None at level 0). The R rows are query-major,
+        R / B per query, and read ``cross``, ``cross_allowed``, ``anchor`` of :meth:`decoder_cache`. Returns the
+        logits and ``past`` with this position appended: the same logits as :meth:`decode` at the last position
+        of BOS + the row's codes, for one decoder position instead of ``level + 1``."""
+        if self.training:
+            raise RuntimeError("the KV-cached decoder step is for inference (no dropout): call .eval() first")
+        x = self.token_emb(tokens) + self.dec_level.weight[level]  # (R, D)
+        if level == 0:  # the anchor, on the BOS input only (as in decode)
+            x = (x.view(anchor.shape[0], -1, x.shape[1]) + anchor[:, None]).view_as(x)
+        x = x[:, None]  # (R, 1, D)
+        new = []
+        for block, kv, p in zip(self.decoder, cross, past):
+            x, p = block.step(x, p, kv, cross_allowed)
+            new.append(p)
+        return self.dec_norm(x[:, 0]) @ self.token_emb.weight.T, new  # tied output embedding
+
+
+@dataclass(frozen=True)
+class DecoderCache:
+    """The KV cache of :class:`DecoderStep` once it has decoded a position. ``cross``, ``cross_allowed`` and
+    ``anchor`` are per query (B rows) and never change; ``past`` has one row per decoding row (R = B x
+    ``per_query``, query-major) and grows by one position per step, so reordering gathers ``past`` only."""
+
+    cross: list  # per decoder block, (2, B, H, S, dh) cross-attention keys/values of the memory
+    cross_allowed: torch.Tensor  # (B, 1, 1, S) bool
+    anchor: torch.Tensor  # (B, D)
+    past: list  # per decoder block, (2, R, H, n, dh) self-attention keys/values (None before the first position)
+    per_query: int  # rows per query
+    length: int  # n: decoded positions (BOS + the codes so far)
+
+
+def _rows_per_query(rows, num_queries: int, per_query: int) -> int:
+    """The number of rows per query after keeping ``rows`` (R',) of a query-major layout with ``per_query`` rows
+    per query; the rows must stay grouped by query (one memory per query)."""
+    if rows.numel() % num_queries:
+        raise ValueError(f"{rows.numel()} rows for {num_queries} queries: rows must be query-major")
+    new = rows.numel() // num_queries
+    expected = torch.arange(num_queries, device=rows.device).repeat_interleave(new)
+    if not torch.equal(rows // per_query, expected):
+        raise ValueError("DecoderStep keeps one memory per query: rows must stay grouped by query")
+    return new
+
 
 class DecoderStep:
     """``step_fn`` / ``reorder_cache`` for :func:`genir.decoding.constrained_beam_search` and
-    :func:`genir.decoding.exact_scores`. The cache is ``(memory, memory_item)`` of the B queries plus the number
-    of rows per query; the rows of one query are contiguous (query-major, as both searches keep them), so each
-    step decodes all of a query's rows against its one memory (no per-beam copy) and re-runs the short L-token
-    decoder over BOS + the codes so far."""
+    :func:`genir.decoding.exact_scores`. The state starts as ``(memory, memory_item)`` of the B queries plus the
+    number of rows per query (:meth:`init_state`); the rows of one query are contiguous (query-major, as both
+    searches keep them), so each step decodes all of a query's rows against its one memory (no per-beam copy).
 
-    def __init__(self, net: GenerativeTransformer):
-        self.net = net
+    ``kv_cache=True`` (in eval mode): the first step turns the state into a :class:`DecoderCache` (the memory's
+    cross-attention keys/values, once per query) and every step runs the decoder on the one new position of each
+    row, its self-attention reading the keys/values of the row's earlier positions (gathered with the rows by
+    :meth:`reorder_cache`): level l costs one decoder position instead of l + 1. ``kv_cache=False``, and any
+    call in training mode (dropout), re-run the short L-token decoder over BOS + the codes so far (the
+    reference). The relation-aware attention is the encoder's (the decoder has none), so it is in the memory
+    either way."""
+
+    def __init__(self, net: GenerativeTransformer, kv_cache: bool = True):
+        self.net, self.kv_cache = net, kv_cache
 
     @staticmethod
     def init_state(memory, memory_item):
         return memory, memory_item, 1
 
     def __call__(self, tokens, cache):
+        if self.kv_cache and not self.net.training:
+            return self._cached(tokens, cache)
         memory, memory_item, per_query = cache
         rows, n = tokens.shape
         b = memory.shape[0]
         dec_in = torch.cat([tokens.new_full((rows, 1), BOS), tokens], dim=1).view(b, per_query * (n + 1))
         levels = torch.arange(n + 1, device=tokens.device).repeat(per_query)
         # every history item may be read (padding is 1 << 30)
-        limit = torch.full((1, per_query * (n + 1)), 1 << 29, device=tokens.device)
+        limit = torch.full((1, per_query * (n + 1)), READ_ALL, device=tokens.device)
         logits = self.net.decode(dec_in, levels, memory, memory_item, n + 1, limit)  # (B, g*(n+1), V)
         return logits.view(rows, n + 1, -1)[:, -1], cache
 
+    def _cached(self, tokens, cache):
+        """Logits (R, V) of the next code of every row from the positions not yet in the cache: the one new
+        position (the last code, or BOS at the first step), or all of BOS + ``tokens`` for a fresh state."""
+        if not isinstance(cache, DecoderCache):
+            memory, memory_item, per_query = cache
+            cross, allowed, anchor = self.net.decoder_cache(memory, memory_item)
+            cache = DecoderCache(cross, allowed, anchor, [None] * len(cross), per_query, 0)
+        rows, n = tokens.shape
+        if rows != cache.anchor.shape[0] * cache.per_query:
+            raise ValueError(f"{rows} rows for a cache of {cache.anchor.shape[0]} queries x {cache.per_query}")
+        if cache.length > n:
+            raise ValueError(f"the cache already holds {cache.length} positions: nothing new in BOS + {n} codes")
+        past = cache.past
+        for level in range(cache.length, n + 1):  # one position, except for a fresh state given codes
+            inp = tokens[:, level - 1] if level else tokens.new_full((rows,), BOS)
+            logits, past = self.net.decode_step(inp, level, cache.cross, cache.cross_allowed, cache.anchor, past)
+        return logits, replace(cache, past=past, length=n + 1)
+
     @staticmethod
     def reorder_cache(cache, rows):
+        """Keep row ``rows[i]`` as row ``i``; the rows must stay grouped by query (query-major). The per-query
+        parts (memory, cross-attention keys/values) are kept as they are; the KV cache's per-row self-attention
+        keys/values are gathered. Never modifies ``cache`` in place (:func:`~genir.decoding.exact_scores` reorders
+        its initial state once per chunk)."""
+        if isinstance(cache, DecoderCache):
+            new = _rows_per_query(rows, cache.anchor.shape[0], cache.per_query)
+            return replace(cache, past=[p.index_select(1, rows) for p in cache.past], per_query=new)
         memory, memory_item, per_query = cache
-        b = memory.shape[0]
-        if rows.numel() % b:
-            raise ValueError(f"{rows.numel()} rows for {b} queries: rows must be query-major")
-        new = rows.numel() // b
-        expected = torch.arange(b, device=rows.device).repeat_interleave(new)
-        if not torch.equal(rows // per_query, expected):
-            raise ValueError("DecoderStep keeps one memory per query: rows must stay grouped by query")
-        return memory, memory_item, new
+        return memory, memory_item, _rows_per_query(rows, memory.shape[0], per_query)

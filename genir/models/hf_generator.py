@@ -1,0 +1,168 @@
+"""Any Hugging Face seq2seq language model (T5, BART ...) as an ID generator: text in, semantic ID out.
+
+The model's vocabulary is extended with the code tokens of a :class:`~genir.decoding.CodeTokenLayout` placed
+after the text vocabulary (``base = len(tokenizer)``; one block per level, or one shared block with
+``shared=True`` for schemes with one codebook for every level such as image vokens), the new rows initialised by
+``resize_token_embeddings``. Training pairs come from a task (``train_dataset(task)``: a
+:class:`~genir.data.tasks.QueryRetrievalTask`'s ``train_pairs``, text -> item); the loss is the model's own
+token cross-entropy on the L code tokens (teacher forcing). Retrieval is the project's constrained beam search
+(:func:`genir.decoding.beam_search_seq2seq`) over the index's prefix index, so only existing IDs come out.
+
+DSI (Tay et al., 2022) is this class on a document corpus with the document texts and queries as training
+pairs; AVG's token-to-voken generation is this class with shared-codebook vokens. The weights are whatever the
+caller loads: a pretrained checkpoint by path, or a configuration built from scratch (then nothing is
+pretrained, and results must say so).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset as TorchDataset
+
+from genir.decoding import CodeTokenLayout, PrefixIndex, beam_search_seq2seq
+from genir.errors import CheckpointError, ConfigError
+
+GENERATOR_FILE = "genir_generator.json"
+
+
+class _Pairs(TorchDataset):
+    def __init__(self, texts: list[str], items: np.ndarray):
+        self.texts = texts
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, i):
+        return self.texts[i], int(self.items[i])
+
+
+class Seq2SeqIdGenerator(nn.Module):
+    """An HF seq2seq model + its tokenizer that generates the codes of ``item_codes`` (N, L).
+
+    Args:
+        model: an ``AutoModelForSeq2SeqLM`` (T5, BART ...), pretrained or built from a config.
+        tokenizer: its tokenizer (any HF tokenizer with a pad token).
+        item_codes: (N, L) int codes of every item (row = internal id), e.g. ``GenirIndex.table.codes``.
+        level_sizes: codebook size of every level.
+        shared: one block of code tokens for every level (one codebook).
+        max_source_length: longer texts are truncated.
+        beam_width: beams of the constrained search (at least the ``k`` asked for).
+    """
+
+    def __init__(self, model, tokenizer, item_codes, level_sizes, *, shared: bool = False,
+                 max_source_length: int = 64, beam_width: int = 20, resize: bool = True):
+        super().__init__()
+        if tokenizer.pad_token_id is None:
+            raise ConfigError("Seq2SeqIdGenerator: the tokenizer has no pad token")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.layout = CodeTokenLayout(level_sizes, base=len(tokenizer), shared=shared)
+        if resize:
+            model.resize_token_embeddings(self.layout.vocab_end)
+        vocab = model.get_input_embeddings().num_embeddings
+        if vocab < self.layout.vocab_end:
+            raise ConfigError(f"Seq2SeqIdGenerator: the model's vocabulary ({vocab}) is smaller than text + code "
+                              f"tokens ({self.layout.vocab_end})")
+        codes = torch.tensor(np.array(item_codes), dtype=torch.long)  # (N, L)
+        self.register_buffer("item_codes", codes, persistent=False)
+        self.prefix = PrefixIndex.from_codes(codes.numpy(), list(level_sizes))
+        self.max_source_length = max_source_length
+        self.beam_width = beam_width
+
+    @property
+    def num_items(self) -> int:
+        return self.item_codes.shape[0]
+
+    # -- training ------------------------------------------------------------------------------------------------
+    def train_dataset(self, task) -> TorchDataset:
+        """(text, item) pairs of the task (``task.train_pairs``)."""
+        pairs = task.train_pairs
+        return _Pairs(pairs["text"].astype(str).tolist(), pairs["item"].to_numpy())
+
+    def _encode_texts(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_source_length,
+                             return_tensors="pt")
+        device = self.item_codes.device
+        return {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}
+
+    def collate(self, rows):
+        texts, items = zip(*rows)
+        return list(texts), torch.tensor(items, dtype=torch.long)
+
+    def loss(self, batch) -> torch.Tensor:
+        texts, items = batch
+        inputs = self._encode_texts(texts)
+        labels = self.layout.to_tokens(self.item_codes[items.to(self.item_codes.device)])  # (B, L)
+        return self.model(**inputs, labels=labels).loss
+
+    def forward(self, batch) -> torch.Tensor:
+        return self.loss(batch)
+
+    def gradient_checkpointing_enable(self, **kwargs) -> None:
+        self.model.gradient_checkpointing_enable(**kwargs)
+
+    def prepare_eval(self) -> None:
+        """Nothing to precompute."""
+
+    # -- retrieval -------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def retrieve(self, batch, k: int = 10):
+        """:class:`~genir.eval.retrieval.RankedLists` of the top-``k`` items per query text (a
+        :class:`~genir.data.tasks.QueryBatch`, or a list of strings). Items outside ``batch.allowed`` (a corpus
+        step's items) are dropped from the beams' answer, so a list can be shorter than ``k`` then."""
+        from genir.eval.retrieval import RankedLists
+
+        texts = batch if isinstance(batch, (list, tuple)) else batch.texts
+        allowed = None if isinstance(batch, (list, tuple)) else batch.allowed
+        self.model.eval()
+        inputs = self._encode_texts(texts)
+        beams = min(self.num_items, max(self.beam_width, k))
+        if self.prefix.device != inputs["input_ids"].device:
+            self.prefix = self.prefix.to(inputs["input_ids"].device)
+        result = beam_search_seq2seq(self.model, inputs["input_ids"], self.prefix, beams, beams,
+                                     attention_mask=inputs["attention_mask"], layout=self.layout)
+        items = torch.where(result.valid, result.items, torch.full_like(result.items, -1)).cpu()
+        scores = result.scores.float().cpu()
+        if allowed is not None:
+            keep = torch.as_tensor(allowed)[items.clamp_min(0)] & (items >= 0)
+            order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)
+            items = torch.where(keep, items, -1).gather(1, order)
+            scores = torch.where(keep, scores, float("-inf")).gather(1, order)
+        return RankedLists(items[:, :k], scores[:, :k])
+
+    # -- persistence -----------------------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> None:
+        """The HF model (a peft model saves its adapter only) and tokenizer, plus the layout and codes."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(str(directory / "model"))
+        self.tokenizer.save_pretrained(str(directory / "model"))
+        np.save(directory / "item_codes.npy", self.item_codes.cpu().numpy().astype(np.int32))
+        meta = {"level_sizes": list(self.layout.level_sizes), "shared": self.layout.shared,
+                "max_source_length": self.max_source_length, "beam_width": self.beam_width,
+                "text_vocab": self.layout.base}
+        (directory / GENERATOR_FILE).write_text(json.dumps(meta, indent=1))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> Seq2SeqIdGenerator:
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+        directory = Path(directory)
+        meta_path = directory / GENERATOR_FILE
+        if not meta_path.is_file():
+            raise CheckpointError(f"{directory}: not a saved ID generator (no {GENERATOR_FILE})")
+        meta = json.loads(meta_path.read_text())
+        tokenizer = AutoTokenizer.from_pretrained(str(directory / "model"), local_files_only=True)
+        model = AutoModelForSeq2SeqLM.from_pretrained(str(directory / "model"), local_files_only=True)
+        if len(tokenizer) != meta["text_vocab"]:
+            raise CheckpointError(f"{meta_path}: text vocabulary {meta['text_vocab']} but the saved tokenizer has "
+                                  f"{len(tokenizer)} tokens")
+        codes = np.load(directory / "item_codes.npy")
+        return cls(model, tokenizer, codes, meta["level_sizes"], shared=meta["shared"],
+                   max_source_length=meta["max_source_length"], beam_width=meta["beam_width"], resize=False)
