@@ -220,38 +220,41 @@ def load_run(run_dir: str | Path) -> tuple[Recommender, Split, dict]:
         state = load_file(str(d / WEIGHTS_FILE))
     except Exception as exc:  # noqa: BLE001  safetensors raises its own error types for damaged files
         raise CheckpointError(f"{d / WEIGHTS_FILE}: cannot read weights ({exc})") from None
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{d / WEIGHTS_FILE}: weights do not match model {spec.model!r}: "
-                              f"{' '.join(str(exc).split())[:400]}") from None
+    load_weights(model, state, d / WEIGHTS_FILE, spec.model)
     model.eval()
     return model, split, info
 
 
+def load_weights(model: torch.nn.Module, saved: dict[str, torch.Tensor], path: Path, name: str = "") -> None:
+    """Load ``saved`` into ``model`` strictly: the same tensor names, the same shapes, except a tensor that grew
+    along its first dimension, which keeps the saved rows first and its other rows as initialised. That is a
+    generator's code-token table after ``genir index add`` grew the collision level: its block is the last of
+    the vocabulary, so every saved row keeps its meaning."""
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not match model {name!r} (missing {missing[:3]}, unexpected "
+                              f"{unexpected[:3]})")
+    merged = {}
+    for key, value in saved.items():
+        target = own[key]
+        if value.shape == target.shape:
+            merged[key] = value
+        elif value.ndim == target.ndim and value.shape[1:] == target.shape[1:] and value.shape[0] < target.shape[0]:
+            merged[key] = torch.cat([value.to(target.dtype), target[value.shape[0]:].detach().cpu()])
+        else:
+            raise CheckpointError(f"{path}: weights do not match model {name!r}: {key} has shape "
+                                  f"{tuple(value.shape)}, the model {tuple(target.shape)}")
+    model.load_state_dict(merged, strict=True)
+
+
 def init_weights(model: torch.nn.Module, run_dir: Path) -> None:
-    """Load another run's best weights into ``model`` to fine-tune it. Every tensor must exist on both sides;
-    a tensor that grew along its first dimension (a token table after ``genir index add`` added code tokens)
-    keeps the saved rows, its new rows keep their initialisation."""
+    """Load another run's best weights into ``model`` to fine-tune it (:func:`load_weights`: a token table that
+    grew keeps the saved rows)."""
     path = Path(run_dir) / WEIGHTS_FILE
     if not path.is_file():
         raise CheckpointError(f"init_from: {path} not found (a run dir with best weights)")
-    saved = load_file(str(path))
-    own = model.state_dict()
-    if set(saved) != set(own):
-        raise CheckpointError(f"init_from: {path} does not fit the model (missing {sorted(set(own) - set(saved))[:3]},"
-                              f" unexpected {sorted(set(saved) - set(own))[:3]})")
-    merged = {}
-    for name, value in saved.items():
-        target = own[name]
-        if value.shape == target.shape:
-            merged[name] = value
-        elif value.ndim == target.ndim and value.shape[1:] == target.shape[1:] and value.shape[0] < target.shape[0]:
-            merged[name] = torch.cat([value.to(target.dtype), target[value.shape[0]:].cpu()])
-        else:
-            raise CheckpointError(f"init_from: {path}: {name} has shape {tuple(value.shape)}, the model "
-                                  f"{tuple(target.shape)}")
-    model.load_state_dict(merged, strict=True)
+    load_weights(model, load_file(str(path)), path, "init_from")
 
 
 def _portable_method(method: dict, run_dir: Path) -> dict:

@@ -48,7 +48,7 @@ from genir.ids.config import SchemeConfig, check_level_list, config_error, level
 
 log = logging.getLogger(__name__)
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "adagrad": torch.optim.Adagrad}
+OPTIMIZERS = ("adam", "adamw", "adagrad")  # the Trainer's (adamw: no weight decay on biases and norms)
 
 
 @dataclass
@@ -73,7 +73,7 @@ class RQVAEConfig(SchemeConfig):
     epochs: int = param(200, "training epochs (TIGER: ~20k)", min=1)
     batch_size: int = param(1024, "items per batch (TIGER: 1024)", min=1)
     lr: float = param(1e-3, "learning rate (TIGER: 0.4 with adagrad)", min=0.0)
-    optimizer: str = param("adam", "optimizer", choices=tuple(OPTIMIZERS))
+    optimizer: str = param("adam", "optimizer", choices=OPTIMIZERS)
     weight_decay: float = param(0.0, "weight decay", min=0.0)
     seed: int = param(42, "seed of initialisation, k-means init and batch order", min=0)
     device: str = param("auto", "torch device: auto (cuda when available), cpu, cuda, cuda:1, mps ...")
@@ -173,7 +173,6 @@ class RQVAE(IdScheme):
         dev = resolve_device(device or c.device)
         show = c.progress if progress is None else progress
         n = len(x_np)
-        num_batches = max(1, -(-n // c.batch_size))  # near-equal batches: no tiny last batch to skew the EMA
         fork = [dev.index or 0] if dev.type == "cuda" else []
         with torch.random.fork_rng(devices=fork):
             torch.manual_seed(c.seed)
@@ -182,28 +181,40 @@ class RQVAE(IdScheme):
             if paired is not None:
                 self.model.align = nn.Linear(c.latent_dim, paired.shape[1]).to(dev)
                 self._paired = torch.from_numpy(paired).to(dev)
-            opt = OPTIMIZERS[c.optimizer](self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-            x = torch.from_numpy(x_np).to(dev)
-            order = torch.Generator().manual_seed(c.seed)
-            self.history = []
-            bar = tqdm(range(c.epochs), desc=f"{self.name} fit", disable=not show, leave=False)
-            for epoch in bar:
-                self.model.train()
-                sums = dict.fromkeys(("loss", "recon", "quant"), torch.zeros((), device=dev))  # per-item sums
-                for idx in torch.randperm(n, generator=order).tensor_split(num_batches):
-                    losses = self.training_loss(x[idx.to(dev)], idx)
-                    opt.zero_grad(set_to_none=True)
-                    losses["loss"].backward()
-                    opt.step()
-                    sums = {k: v + losses[k].detach() * len(idx) for k, v in sums.items()}
-                sums = {k: float(v) / n for k, v in sums.items()}  # one device sync per epoch
-                self.history.append({"epoch": epoch + 1, **sums})
-                bar.set_postfix(loss=f"{sums['loss']:.4f}", recon=f"{sums['recon']:.4f}")
+            trainable = _TokenizerTraining(self, torch.from_numpy(x_np).to(dev), c.batch_size, c.seed)
+            records = self._train(trainable, dev, show)
+        self.history = [{"epoch": r["epoch"], **{k: r[k] for k in ("loss", "recon", "quant")}} for r in records]
+        sums = self.history[-1]
         self.model.eval()
         self.num_features = x_np.shape[1]
         log.info("%s: trained %d epochs on %d items; final loss %.5f (recon %.5f, quant %.5f)", self.name,
                  c.epochs, n, sums["loss"], sums["recon"], sums["quant"])
         return self
+
+    def _train(self, trainable: nn.Module, dev: torch.device, show: bool) -> list[dict]:
+        """Train with the one Trainer (no evaluator: every epoch, the last weights are the result). The global RNG
+        is left as seeded at construction (``seed_rng=False``): k-means initialisation and dead-code re-seeding
+        draw from it, and the batch order comes from the scheme's own generator."""
+        from genir.training import Callback, Trainer, TrainerConfig
+
+        c = self.config
+        if dev.type == "cuda" and (dev.index or 0) != (torch.cuda.current_device() if torch.cuda.is_available() else 0):
+            raise ConfigError(f"{self.name}: device {dev} is not the accelerator's device; set CUDA_VISIBLE_DEVICES")
+        bar = tqdm(total=c.epochs, desc=f"{self.name} fit", disable=not show, leave=False)
+
+        class EpochBar(Callback):
+            def on_epoch_end(self, trainer, record):
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", recon=f"{record['recon']:.4f}")
+
+        config = TrainerConfig(epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, weight_decay=c.weight_decay,
+                               optimizer=c.optimizer, seed=c.seed, seed_rng=False, cpu=dev.type == "cpu",
+                               progress=False)
+        try:
+            result = Trainer(trainable, None, config=config, callbacks=(EpochBar(),)).fit()
+        finally:
+            bar.close()
+        return result.history
 
     def training_loss(self, x: torch.Tensor, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         """Losses of one batch ``x`` (B, d) of items ``idx`` (B,): ``loss`` = ``recon`` + ``quant``.
@@ -271,6 +282,28 @@ class RQVAE(IdScheme):
         except RuntimeError as exc:
             raise SemanticIdError(f"{self.name}: saved weights do not match the config: {exc}") from None
         self.model.to(resolve_device(self.config.device)).eval()
+
+
+class _TokenizerTraining(nn.Module):
+    """What the Trainer trains when a scheme fits: the scheme's network, its loss (``scheme.training_loss``, the
+    extension point of RQ-VAE variants) and its own batches: every epoch a permutation of the items from a
+    generator seeded with the scheme's seed, cut into near-equal batches (no tiny last batch to skew the EMA)."""
+
+    def __init__(self, scheme, x: torch.Tensor, batch_size: int, seed: int):
+        super().__init__()
+        self.scheme = scheme
+        self.net = scheme.model  # registered, so the Trainer optimises its parameters
+        self.x = x  # (N, d) on the training device
+        self.num_train_batches = max(1, -(-len(x) // batch_size))
+        self.order = torch.Generator().manual_seed(seed)
+
+    def train_batches(self, epoch: int):
+        for idx in torch.randperm(len(self.x), generator=self.order).tensor_split(self.num_train_batches):
+            yield self.x[idx.to(self.x.device)], idx
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        x, idx = batch
+        return self.scheme.training_loss(x, idx)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -59,6 +59,8 @@ class TrainerConfig(Config):
                         "evaluator reports (ndcg@10, recall@20, hits@10, mrr@10 ...)")
     eval_batch_size: int = param(256, "users or queries per evaluation batch", min=1)
     seed: int = param(2020, "seed of initialisation, shuffling, negatives and dropout", min=0)
+    seed_rng: bool = param(True, "seed every RNG at the start and at each epoch from seed (exact resume); false "
+                           "leaves the global RNG to the caller (a tokenizer seeded when it was built)")
     cpu: bool = param(False, "force CPU even when a GPU is visible (also gives gloo for torchrun on CPU)")
     output_dir: str = param("", "checkpoints, best weights and the log; empty = keep nothing on disk")
     resume: bool = param(False, "continue from output_dir/checkpoint")
@@ -141,7 +143,9 @@ class Trainer:
 
     * ``model``: an ``nn.Module`` whose ``forward(batch)`` returns the loss (a tensor, or a dict with ``loss`` and
       other scalars that are averaged into the epoch log); a model with ``train_dataset(task)`` turns a task
-      into training examples and may set ``collate``; ``on_epoch_start(epoch)`` is called before each epoch;
+      into training examples and may set ``collate``; ``on_epoch_start(epoch)`` is called before each epoch; a
+      model that draws its own batches (a tokenizer over an in-memory feature matrix) has ``train_batches(epoch)``
+      and ``num_train_batches`` instead (single process);
     * ``train_data``: a task (:class:`~genir.data.Split`, :class:`~genir.data.tasks.QueryRetrievalTask`) or a
       torch ``Dataset`` of ready examples;
     * ``evaluator``: anything with ``model_sums(model, device, shard) -> MetricSums`` (the evaluators of
@@ -283,7 +287,8 @@ class Trainer:
     def fit(self) -> TrainResult:
         c = self.config
         acc = self.accelerator
-        set_seed(c.seed)
+        if c.seed_rng:
+            set_seed(c.seed)
         t_start = time.perf_counter()
         if self.out is not None and acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -305,20 +310,28 @@ class Trainer:
                                   "gradient_checkpointing_enable()")
             model.gradient_checkpointing_enable()
 
-        dataset = self.train_data if self.task is None else model.train_dataset(self.task)
-        collate = getattr(model, "collate", None) or (
-            passthrough_collate if isinstance(dataset, BatchedTensorDataset) else None)
-        loader = DataLoader(dataset, batch_size=c.batch_size, shuffle=True, collate_fn=collate,
-                            num_workers=c.num_workers)
+        own_batches = callable(getattr(model, "train_batches", None))
+        if own_batches:  # a model that draws its own batches (a tokenizer over a feature matrix in memory)
+            loader, n_batches = None, model.num_train_batches
+        else:
+            dataset = self.train_data if self.task is None else model.train_dataset(self.task)
+            collate = getattr(model, "collate", None) or (
+                passthrough_collate if isinstance(dataset, BatchedTensorDataset) else None)
+            loader = DataLoader(dataset, batch_size=c.batch_size, shuffle=True, collate_fn=collate,
+                                num_workers=c.num_workers)
+            n_batches = len(loader)
         optimizer = self._optimizer(model)
         # accelerate steps a prepared scheduler once per process for every optimizer step, so the count is that
         # of one process seeing every batch
-        steps = c.epochs * math.ceil(len(loader) / c.grad_accum)
+        steps = c.epochs * math.ceil(n_batches / c.grad_accum)
         scheduler = self._scheduler(optimizer, steps)
         # buffers are built from the split (graph adjacencies), the same in every process; DDP cannot broadcast
         # sparse tensors at all, so it is told to leave those alone
         model._ddp_params_and_buffers_to_ignore = [n for n, b in model.named_buffers() if b.is_sparse]
-        self.model, optimizer, loader, scheduler = acc.prepare(model, optimizer, loader, scheduler)
+        if own_batches:
+            self.model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
+        else:
+            self.model, optimizer, loader, scheduler = acc.prepare(model, optimizer, loader, scheduler)
         unwrapped = acc.unwrap_model(self.model)
 
         state = {"epoch": 0, "best": -math.inf, "best_epoch": -1, "bad": 0, "history": [], "train_seconds": 0.0,
@@ -339,14 +352,16 @@ class Trainer:
         for epoch in range(state["epoch"], c.epochs):
             # every epoch's randomness (shuffle, negatives, dropout) is a function of (seed, epoch), so a resumed
             # run continues exactly as an uninterrupted one would
-            set_seed((c.seed * 100_003 + epoch) % 2**32)
+            if c.seed_rng:
+                set_seed((c.seed * 100_003 + epoch) % 2**32)
             self.model.train()
             if callable(getattr(unwrapped, "on_epoch_start", None)):
                 unwrapped.on_epoch_start(epoch)
             t0 = time.perf_counter()
             totals: dict[str, torch.Tensor] = {}
             steps = 0
-            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{c.epochs}", leave=False,
+            batches = unwrapped.train_batches(epoch) if own_batches else loader
+            bar = tqdm(batches, desc=f"epoch {epoch + 1}/{c.epochs}", leave=False, total=n_batches,
                        disable=not (c.progress and acc.is_local_main_process))
             for batch in bar:
                 with acc.accumulate(self.model):

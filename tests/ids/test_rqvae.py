@@ -105,3 +105,23 @@ def test_progress_bar_and_config_errors(capsys):
         RQVAE(codebooks=3)
     with pytest.raises(ConfigError, match="device"):
         RQVAE(**TINY_RQVAE).fit(make_blobs(n=64), device="gpu0")
+
+
+def test_fit_trains_with_the_one_trainer(monkeypatch):
+    """The RQ-VAE has no loop of its own: fit() runs genir.training.Trainer (its epochs, its optimizer), with
+    the scheme's own batch order and the global RNG left as seeded by the scheme."""
+    from genir.training import Trainer
+
+    seen = []
+    real_fit = Trainer.fit
+
+    def fit(self):
+        seen.append(self.config)
+        return real_fit(self)
+
+    monkeypatch.setattr(Trainer, "fit", fit)
+    x = np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32)
+    scheme = RQVAE(num_levels=2, codebook_size=4, latent_dim=4, hidden_dims=[8], epochs=3, batch_size=32,
+                   optimizer="adagrad", lr=0.1, progress=False, device="cpu").fit(x)
+    assert len(seen) == 1 and seen[0].epochs == 3 and seen[0].optimizer == "adagrad" and not seen[0].seed_rng
+    assert [h["epoch"] for h in scheme.history] == [1, 2, 3] and {"recon", "quant"} <= set(scheme.history[0])

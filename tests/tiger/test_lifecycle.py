@@ -67,3 +67,24 @@ def test_add_then_retrieve_then_resume(index_dir, dataset, tmp_path, capsys):
 def test_resume_without_a_model_exits_2(index_dir, capsys):
     assert main(["train", "--index", str(index_dir), "--resume", *TRAIN]) == 2
     assert "--resume: no trained model in" in capsys.readouterr().err
+
+
+def test_add_that_grows_the_collision_level_keeps_the_model_loadable(index_dir, dataset, tmp_path, capsys):
+    """Many new items under one semantic prefix grow the last (collision) level, so the generator's code-token
+    table is larger on the grown index: the saved rows still load (strictly: only that growth is allowed)."""
+    assert main(["train", "--index", str(index_dir), *TRAIN]) == 0
+    before = json.loads((index_dir / "manifest.json").read_text())["level_sizes"]
+    features = np.random.default_rng(0).normal(size=(dataset.num_items, 8)).astype(np.float32)
+    copies = before[-1] + 3  # more new items under one prefix than the largest group had
+    new = tmp_path / "many.csv"
+    pd.DataFrame({"item": [f"copy-{j}" for j in range(copies)], "title": [f"Copy {j}" for j in range(copies)]}
+                 ).to_csv(new, index=False)
+    np.save(tmp_path / "many.npy", np.repeat(features[:1], copies, axis=0))
+    assert main(["index", "add", str(index_dir), "--items", str(new), "--features", str(tmp_path / "many.npy")]) == 0
+    after = json.loads((index_dir / "manifest.json").read_text())["level_sizes"]
+    assert after[:-1] == before[:-1] and after[-1] > before[-1]
+    capsys.readouterr()
+    assert main(["retrieve", "--index", str(index_dir), "--history", str(dataset.item_ids[0]), "-k", "5"]) == 0
+    assert len(_retrieved(capsys)) == 5
+    assert main(["eval", "--index", str(index_dir)]) == 0
+    assert main(["train", "--index", str(index_dir), "--resume", *TRAIN]) == 0
