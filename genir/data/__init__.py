@@ -2,6 +2,7 @@
 
 from genir.data.dataset import Dataset
 from genir.data.readers import (
+    DATASETS,
     load_dataset,
     read_grouplens_1m,
     read_grouplens_100k,
@@ -12,6 +13,7 @@ from genir.data.readers import (
 from genir.data.split import Split, k_core, leave_one_out, make_split, temporal_split
 
 __all__ = [
+    "DATASETS",
     "Dataset",
     "Split",
     "k_core",

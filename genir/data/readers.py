@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import pandas as pd
 
 from genir.data.dataset import Dataset
 from genir.errors import DatasetError
+from genir.registry import Registry
 
 ML100K_GENRES = [
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
@@ -254,16 +256,21 @@ def read_interactions_file(path: str | Path, items: str | Path | None = None, na
 
 
 # ------------------------------------------------------------------------------------------------------------
-def load_dataset(name_or_path: str | Path, items: str | Path | None = None) -> Dataset:
-    """Load a dataset by name (``ml-100k``) or path.
+DATASETS: Registry[Callable[[], Dataset]] = Registry("dataset", "genir.datasets", DatasetError)
+DATASETS.register("ml-100k", lambda: read_recbole_atomic(recbole_ml100k_dir(), "ml-100k"))
 
-    A path may be a GroupLens folder (``u.data`` or ``ratings.dat``), a RecBole atomic folder (``<name>.inter``)
-    or one interactions file (csv/tsv/parquet). ``items`` optionally names an item side-information file for
-    the generic format.
+
+def load_dataset(name_or_path: str | Path, items: str | Path | None = None) -> Dataset:
+    """Load a dataset by name or path.
+
+    A name is a key of :data:`DATASETS` (``ml-100k``; a package adds its own readers as zero-argument callables
+    in the ``genir.datasets`` entry-point group). A path may be a GroupLens folder (``u.data`` or
+    ``ratings.dat``), a RecBole atomic folder (``<name>.inter``) or one interactions file (csv/tsv/parquet).
+    ``items`` optionally names an item side-information file for the generic format.
     """
     s = str(name_or_path)
-    if s == "ml-100k":
-        return read_recbole_atomic(recbole_ml100k_dir(), "ml-100k")
+    if s in DATASETS:
+        return DATASETS.get(s)()
     p = Path(s)
     if p.is_dir():
         if (p / "u.data").is_file():
@@ -278,4 +285,5 @@ def load_dataset(name_or_path: str | Path, items: str | Path | None = None) -> D
         return read_interactions_file(p, items=items)
     if p.suffix or "/" in s:
         raise DatasetError(f"{p}: file not found")
-    raise DatasetError(f"unknown dataset {s!r}: use 'ml-100k' or a path to a folder or interactions file")
+    raise DatasetError(f"unknown dataset {s!r}: use one of {DATASETS.names()} or a path to a folder or "
+                       "interactions file")

@@ -1,16 +1,19 @@
-"""Any Hugging Face seq2seq language model (T5, BART ...) as an ID generator: text in, semantic ID out.
+"""Any Hugging Face seq2seq (T5, BART ...) or causal language model (Llama, SmolLM2, GPT-2 ...) as an ID
+generator: text in, semantic ID out.
 
 The model's vocabulary is extended with the code tokens of a :class:`~genir.decoding.CodeTokenLayout` placed
 after the text vocabulary (``base = len(tokenizer)``; one block per level, or one shared block with
 ``shared=True`` for schemes with one codebook for every level such as image vokens), the new rows initialised by
 ``resize_token_embeddings``. Training pairs come from a task (``train_dataset(task)``: a
 :class:`~genir.data.tasks.QueryRetrievalTask`'s ``train_pairs``, text -> item); the loss is the model's own
-token cross-entropy on the L code tokens (teacher forcing). Retrieval is the project's constrained beam search
-(:func:`genir.decoding.beam_search_seq2seq`) over the index's prefix index, so only existing IDs come out.
+token cross-entropy on the L code tokens (teacher forcing; for a causal model the prompt's tokens are masked out
+of the loss, and prompts are left-padded). Retrieval is the project's constrained beam search
+(:func:`genir.decoding.beam_search_seq2seq` / :func:`~genir.decoding.beam_search_causal_lm`) over the index's
+prefix index, so only existing IDs come out.
 
-DSI (Tay et al., 2022) is this class on a document corpus with the document texts and queries as training
-pairs; AVG's token-to-voken generation is this class with shared-codebook vokens. The weights are whatever the
-caller loads: a pretrained checkpoint by path, or a configuration built from scratch (then nothing is
+DSI (Tay et al., 2022) is :class:`Seq2SeqIdGenerator` on a document corpus with the document texts and queries
+as training pairs; AVG's token-to-voken generation is one with shared-codebook vokens. The weights are whatever
+the caller loads: a pretrained checkpoint by path, or a configuration built from scratch (then nothing is
 pretrained, and results must say so).
 """
 
@@ -24,7 +27,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset as TorchDataset
 
-from genir.decoding import CodeTokenLayout, PrefixIndex, beam_search_seq2seq
+from genir.decoding import CodeTokenLayout, PrefixIndex, beam_search_causal_lm, beam_search_seq2seq
 from genir.errors import CheckpointError, ConfigError
 
 GENERATOR_FILE = "genir_generator.json"
@@ -42,11 +45,13 @@ class _Pairs(TorchDataset):
         return self.texts[i], int(self.items[i])
 
 
-class Seq2SeqIdGenerator(nn.Module):
-    """An HF seq2seq model + its tokenizer that generates the codes of ``item_codes`` (N, L).
+class IdGenerator(nn.Module):
+    """An HF language model + its tokenizer that generates the codes of ``item_codes`` (N, L); the subclasses
+    say how a text and a target ID become a training example and which beam search decodes.
 
     Args:
-        model: an ``AutoModelForSeq2SeqLM`` (T5, BART ...), pretrained or built from a config.
+        model: an ``AutoModelForSeq2SeqLM`` or ``AutoModelForCausalLM``, pretrained or built from a config (a
+            peft-wrapped model works: :meth:`save_pretrained` then saves the adapter only).
         tokenizer: its tokenizer (any HF tokenizer with a pad token).
         item_codes: (N, L) int codes of every item (row = internal id), e.g. ``GenirIndex.table.codes``.
         level_sizes: codebook size of every level.
@@ -95,11 +100,14 @@ class Seq2SeqIdGenerator(nn.Module):
         texts, items = zip(*rows)
         return list(texts), torch.tensor(items, dtype=torch.long)
 
+    def _target_tokens(self, items: torch.Tensor) -> torch.Tensor:
+        return self.layout.to_tokens(self.item_codes[items.to(self.item_codes.device)])  # (B, L)
+
     def loss(self, batch) -> torch.Tensor:
-        texts, items = batch
-        inputs = self._encode_texts(texts)
-        labels = self.layout.to_tokens(self.item_codes[items.to(self.item_codes.device)])  # (B, L)
-        return self.model(**inputs, labels=labels).loss
+        raise NotImplementedError
+
+    def _beam_search(self, inputs: dict[str, torch.Tensor], beams: int):
+        raise NotImplementedError
 
     def forward(self, batch) -> torch.Tensor:
         return self.loss(batch)
@@ -125,8 +133,7 @@ class Seq2SeqIdGenerator(nn.Module):
         beams = min(self.num_items, max(self.beam_width, k))
         if self.prefix.device != inputs["input_ids"].device:
             self.prefix = self.prefix.to(inputs["input_ids"].device)
-        result = beam_search_seq2seq(self.model, inputs["input_ids"], self.prefix, beams, beams,
-                                     attention_mask=inputs["attention_mask"], layout=self.layout)
+        result = self._beam_search(inputs, beams)
         items = torch.where(result.valid, result.items, torch.full_like(result.items, -1)).cpu()
         scores = result.scores.float().cpu()
         if allowed is not None:
@@ -149,9 +156,12 @@ class Seq2SeqIdGenerator(nn.Module):
                 "text_vocab": self.layout.base}
         (directory / GENERATOR_FILE).write_text(json.dumps(meta, indent=1))
 
+    auto_class = ""  # the transformers Auto class that reloads the model
+
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> Seq2SeqIdGenerator:
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    def from_pretrained(cls, directory: str | Path) -> IdGenerator:
+        import transformers
+        from transformers import AutoTokenizer
 
         directory = Path(directory)
         meta_path = directory / GENERATOR_FILE
@@ -159,10 +169,49 @@ class Seq2SeqIdGenerator(nn.Module):
             raise CheckpointError(f"{directory}: not a saved ID generator (no {GENERATOR_FILE})")
         meta = json.loads(meta_path.read_text())
         tokenizer = AutoTokenizer.from_pretrained(str(directory / "model"), local_files_only=True)
-        model = AutoModelForSeq2SeqLM.from_pretrained(str(directory / "model"), local_files_only=True)
+        model = getattr(transformers, cls.auto_class).from_pretrained(str(directory / "model"), local_files_only=True)
         if len(tokenizer) != meta["text_vocab"]:
             raise CheckpointError(f"{meta_path}: text vocabulary {meta['text_vocab']} but the saved tokenizer has "
                                   f"{len(tokenizer)} tokens")
         codes = np.load(directory / "item_codes.npy")
         return cls(model, tokenizer, codes, meta["level_sizes"], shared=meta["shared"],
                    max_source_length=meta["max_source_length"], beam_width=meta["beam_width"], resize=False)
+
+
+class Seq2SeqIdGenerator(IdGenerator):
+    """An encoder-decoder LM: the text is the encoder input, the L code tokens are the decoder's target."""
+
+    auto_class = "AutoModelForSeq2SeqLM"
+
+    def loss(self, batch) -> torch.Tensor:
+        texts, items = batch
+        return self.model(**self._encode_texts(texts), labels=self._target_tokens(items)).loss
+
+    def _beam_search(self, inputs, beams):
+        return beam_search_seq2seq(self.model, inputs["input_ids"], self.prefix, beams, beams,
+                                   attention_mask=inputs["attention_mask"], layout=self.layout)
+
+
+class CausalLMIdGenerator(IdGenerator):
+    """A decoder-only LM: the (left-padded) text is the prompt and the L code tokens follow it; the loss is on
+    the code tokens only (answer-only, the prompt is masked out)."""
+
+    auto_class = "AutoModelForCausalLM"
+
+    def __init__(self, model, tokenizer, item_codes, level_sizes, **kwargs):
+        tokenizer.padding_side = "left"  # every prompt ends at the last column, where decoding starts
+        super().__init__(model, tokenizer, item_codes, level_sizes, **kwargs)
+
+    def loss(self, batch) -> torch.Tensor:
+        texts, items = batch
+        inputs = self._encode_texts(texts)
+        target = self._target_tokens(items)  # (B, L)
+        input_ids = torch.cat([inputs["input_ids"], target], dim=1)
+        mask = torch.cat([inputs["attention_mask"], torch.ones_like(target)], dim=1)
+        labels = torch.cat([torch.full_like(inputs["input_ids"], -100), target], dim=1)
+        positions = (mask.cumsum(1) - 1).clamp_min(0)  # left padding: positions count real tokens only
+        return self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, labels=labels).loss
+
+    def _beam_search(self, inputs, beams):
+        return beam_search_causal_lm(self.model, inputs["input_ids"], self.prefix, beams, beams,
+                                     attention_mask=inputs["attention_mask"], layout=self.layout)

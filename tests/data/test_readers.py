@@ -100,3 +100,18 @@ def test_empty_file(tmp_path):
 def test_unknown_dataset_name():
     with pytest.raises(DatasetError, match="unknown dataset 'ml-99k'"):
         load_dataset("ml-99k")
+
+
+def test_dataset_registry_serves_names(monkeypatch):
+    """A reader registered by name (or through the genir.datasets entry-point group) is loaded by that name."""
+    from genir.data import DATASETS, Dataset, load_dataset
+    from tests.conftest import make_inter
+
+    toy = Dataset.from_frames("toy", make_inter(n_users=5, n_items=6, per_user=4))
+    DATASETS.register("toy-registered", lambda: toy)
+    try:
+        assert load_dataset("toy-registered") is toy
+        with pytest.raises(DatasetError, match=r"unknown dataset 'nope': use one of \[.*'ml-100k'.*'toy-registered'"):
+            load_dataset("nope")
+    finally:
+        DATASETS.pop("toy-registered")

@@ -45,10 +45,9 @@ from torch import nn
 
 from genir.data.split import Split
 from genir.errors import ConfigError
-from genir.eval.evaluator import EvalBatch
 from genir.features.modalities import load_modalities, parse_modalities
 from genir.methods.miggt.config import MIGGTConfig
-from genir.models.base import Recommender
+from genir.models.base import PropagatedRecommender
 from genir.models.graph import normalized_adjacency
 from genir.models.sampling import NegativeSampler, bpr_loss
 
@@ -140,9 +139,8 @@ class SampledGlobalTransformer(nn.Module):
         return self.weight * (att @ tokens) + (1 - self.weight) * queries
 
 
-class MIGGT(Recommender):
+class MIGGT(PropagatedRecommender):
     config_class = MIGGTConfig
-    needs_known_users: ClassVar[bool] = True  # scores come from a learned user table
     # batch of training edges per full-graph step; lr tuned on ml-100k validation (README.md)
     trainer_defaults: ClassVar[dict] = {"lr": 5e-2, "batch_size": 8192, "epochs": 80, "patience": 15}
     eval_seed = 0
@@ -245,19 +243,13 @@ class MIGGT(Recommender):
         l2 = 0.5 * (u_all.pow(2).sum() + i_all.pow(2).sum()) / len(users)
         return loss + self.config.l2_coef * l2
 
-    # -- inference ---------------------------------------------------------------------------------------------
-    def prepare_eval(self) -> None:
-        device = self.adj.device
-        gen = torch.Generator(device=device).manual_seed(self.eval_seed)
-        with torch.no_grad():
-            u, i, _ = self.encode(gen)
-        self._cache = (u, i)
-
-    def full_scores(self, batch: EvalBatch) -> torch.Tensor:
-        if self._cache is None:
-            self.prepare_eval()
-        u_all, i_all = self._cache
-        return u_all[batch.users] @ i_all.T
+    # -- inference (PropagatedRecommender scores with the cached vectors) ----------------------------------------
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(users, items) with the transformer's neighbour samples drawn from a fixed seed, so scoring is
+        deterministic."""
+        gen = torch.Generator(device=self.adj.device).manual_seed(self.eval_seed)
+        u, i, _ = self.encode(gen)
+        return u, i
 
     def item_embeddings(self) -> torch.Tensor:
         self.prepare_eval()
