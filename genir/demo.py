@@ -27,7 +27,7 @@ from genir.methods import Recommender
 from genir.runs import RunSpec, train_run
 from genir.training import TrainerConfig
 
-DEMO_EPOCHS = {"pop": 0, "sasrec": 20, "tiger": 10}
+DEMO_EPOCHS = {"pop": 0, "sasrec": 10, "tiger": 10}
 QUICK_EPOCHS = {"pop": 0, "sasrec": 1, "tiger": 1}
 TIGER_DEMO = {"d_model": 64, "num_heads": 2, "d_ff": 128, "num_encoder_layers": 2, "num_decoder_layers": 2,
               "max_history": 20, "beam_width": 20}
