@@ -36,6 +36,15 @@ class MethodConfig(Config):
         return super().from_dict(values, source, prefix, coerce=coerce)
 
 
+def normal_init(module: nn.Module, std: float = 0.02) -> None:
+    """BERT-style initialisation, for ``model.apply``: linear and embedding weights ~ N(0, std), biases 0 (the
+    transformers of SASRec and of the generative recommender)."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=std)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
 _PRELOADED: ContextVar[dict | None] = ContextVar("genir_preloaded_inputs", default=None)
 
 

@@ -20,6 +20,7 @@ pretrained, and results must say so).
 from __future__ import annotations
 
 import json
+from abc import ABCMeta, abstractmethod
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,7 @@ class _Pairs(TorchDataset):
         return self.texts[i], int(self.items[i])
 
 
-class IdGenerator(nn.Module):
+class IdGenerator(nn.Module, metaclass=ABCMeta):
     """An HF language model + its tokenizer that generates the codes of ``item_codes`` (N, L); the subclasses
     say how a text and a target ID become a training example and which beam search decodes.
 
@@ -103,11 +104,13 @@ class IdGenerator(nn.Module):
     def _target_tokens(self, items: torch.Tensor) -> torch.Tensor:
         return self.layout.to_tokens(self.item_codes[items.to(self.item_codes.device)])  # (B, L)
 
+    @abstractmethod
     def loss(self, batch) -> torch.Tensor:
-        raise NotImplementedError
+        """The LM's token cross-entropy on the target codes of ``batch`` = (texts, items)."""
 
+    @abstractmethod
     def _beam_search(self, inputs: dict[str, torch.Tensor], beams: int):
-        raise NotImplementedError
+        """The constrained beam search of this kind of LM over the prefix index."""
 
     def forward(self, batch) -> torch.Tensor:
         return self.loss(batch)

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genir.models.base import normal_init
 from genir.models.dropout import Dropout, dropout
 
 PAD, BOS, CODE_BASE = 0, 1, 2
@@ -184,14 +185,7 @@ class GenerativeTransformer(nn.Module):
                                      for _ in range(num_decoder_layers))
         self.enc_norm, self.dec_norm = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.drop = Dropout(dropout)
-        self.apply(self._init)
-
-    @staticmethod
-    def _init(m):
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, std=0.02)
-        if isinstance(m, nn.Linear) and m.bias is not None:
-            nn.init.zeros_(m.bias)
+        self.apply(normal_init)
 
     def encode(self, item_tokens, item_valid, item_vectors=None, user=None):
         """Encode a right-aligned window.

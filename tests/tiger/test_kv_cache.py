@@ -28,14 +28,6 @@ ATOL = 1e-5
 SWITCHES = list(itertools.product(POSITIONS, ENCODER_INPUTS))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Tiny:
     """A tiny random network in eval mode, its catalogue, and the memory of ``N_QUERIES`` histories (one empty,
     one full, the others padded)."""

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from genir.data.split import Split
 from genir.eval.evaluator import EvalBatch
-from genir.models.base import MethodConfig, Recommender
+from genir.models.base import MethodConfig, Recommender, normal_init
 from genir.models.windows import SequenceWindows
 
 
@@ -55,14 +55,7 @@ class SASRec(Recommender):
         self.encoder = nn.TransformerEncoder(layer, c.n_layers, enable_nested_tensor=False)
         causal = torch.triu(torch.ones(c.max_seq_length, c.max_seq_length, dtype=torch.bool), diagonal=1)
         self.register_buffer("causal_mask", causal, persistent=False)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(module):
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+        self.apply(normal_init)
 
     def train_dataset(self, split: Split) -> TorchDataset:
         return SequenceWindows(split.histories(None), self.config.max_seq_length, self.pad_id)
