@@ -1,5 +1,6 @@
 """Datasets, readers, filtering and splits (see each module's docstring)."""
 
+from genir.data.beir import read_beir, write_beir
 from genir.data.dataset import Dataset
 from genir.data.readers import (
     DATASETS,
@@ -20,10 +21,12 @@ __all__ = [
     "leave_one_out",
     "load_dataset",
     "make_split",
+    "read_beir",
     "read_grouplens_1m",
     "read_grouplens_100k",
     "read_interactions_file",
     "read_recbole_atomic",
     "recbole_ml100k_dir",
     "temporal_split",
+    "write_beir",
 ]

@@ -44,6 +44,17 @@ class RankedLists:
         items = torch.where(torch.isfinite(top.values), top.indices, torch.full_like(top.indices, -1))
         return cls(items, top.values)
 
+    def keep(self, allowed: np.ndarray | None, k: int | None = None) -> RankedLists:
+        """Only the items of ``allowed`` (N,) bool (a corpus step's items), order kept, the rest padded with
+        ``-1`` / ``-inf`` at the end; then the first ``k`` columns."""
+        items, scores = self.items, self.scores
+        if allowed is not None:
+            keep = torch.as_tensor(allowed)[items.clamp_min(0)] & (items >= 0)
+            order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)
+            items = torch.where(keep, items, -1).gather(1, order)
+            scores = torch.where(keep, scores, float("-inf")).gather(1, order)
+        return RankedLists(items[:, :k], scores[:, :k])
+
 
 def ranked_hits(items: torch.Tensor, relevant: list[np.ndarray]) -> torch.Tensor:
     """(B, k) bool: ``items[b, r]`` is one of query b's relevant items (``-1`` is never a hit)."""

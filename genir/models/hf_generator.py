@@ -138,13 +138,7 @@ class IdGenerator(nn.Module, metaclass=ABCMeta):
             self.prefix = self.prefix.to(inputs["input_ids"].device)
         result = self._beam_search(inputs, beams)
         items = torch.where(result.valid, result.items, torch.full_like(result.items, -1)).cpu()
-        scores = result.scores.float().cpu()
-        if allowed is not None:
-            keep = torch.as_tensor(allowed)[items.clamp_min(0)] & (items >= 0)
-            order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)
-            items = torch.where(keep, items, -1).gather(1, order)
-            scores = torch.where(keep, scores, float("-inf")).gather(1, order)
-        return RankedLists(items[:, :k], scores[:, :k])
+        return RankedLists(items, result.scores.float().cpu()).keep(allowed, k)
 
     # -- persistence -----------------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> None:

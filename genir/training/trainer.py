@@ -243,17 +243,26 @@ class Trainer:
         self.accelerator.wait_for_everyone()
 
     def _optimizer(self, model) -> torch.optim.Optimizer:
-        """AdamW with two parameter groups (weight decay on matrices, none on biases, norms and other 1-D
-        parameters: transformers' and nanoGPT's rule); Adam and Adagrad with classic L2 on every parameter
-        (RecBole's convention, which the BPR-family methods were tuned with)."""
+        """AdamW with weight decay on matrices and none on biases, norms and other 1-D parameters (transformers'
+        and nanoGPT's rule); Adam and Adagrad with classic L2 on every parameter (RecBole's convention, which the
+        BPR-family methods were tuned with). A model's ``lr_multipliers`` ({parameter-name prefix: factor}, the
+        longest matching prefix wins) gives parts of it their own learning rate, e.g. a pretrained encoder
+        fine-tuned gently under a head trained from scratch."""
         c = self.config
         params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        if c.optimizer == "adamw":
-            groups = [{"params": [p for _, p in params if p.ndim >= 2], "weight_decay": c.weight_decay},
-                      {"params": [p for _, p in params if p.ndim < 2], "weight_decay": 0.0}]
-            return torch.optim.AdamW([g for g in groups if g["params"]], lr=c.lr)
-        cls = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad}[c.optimizer]
-        return cls([p for _, p in params], lr=c.lr, weight_decay=c.weight_decay)
+        multipliers = dict(getattr(model, "lr_multipliers", None) or {})
+
+        def factor(name: str) -> float:
+            hits = [k for k in multipliers if name.startswith(k)]
+            return float(multipliers[max(hits, key=len)]) if hits else 1.0
+
+        groups: dict[tuple[float, float], list] = {}
+        for n, p in params:
+            decay = c.weight_decay if (c.optimizer != "adamw" or p.ndim >= 2) else 0.0
+            groups.setdefault((factor(n), decay), []).append(p)
+        param_groups = [{"params": ps, "lr": c.lr * f, "weight_decay": d} for (f, d), ps in groups.items()]
+        cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad}[c.optimizer]
+        return cls(param_groups, lr=c.lr)
 
     def _scheduler(self, optimizer, steps: int):
         from transformers import get_scheduler

@@ -1,0 +1,193 @@
+"""DSI, PromptDSI, IncDSI and the lexical/dense baselines on a synthetic corpus with a tiny randomly initialised
+BERT (built from a config in the test and saved to a folder, so it is loaded by path like a real encoder)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from genir.data.catalogue import Catalogue
+from genir.data.tasks import QueryRetrievalTask
+from genir.eval.continual import continual_summary
+from genir.methods.dsi.baselines import BM25Index, DenseIndex
+from genir.methods.dsi.encoder import CachedEncoder, masked_mean
+from genir.methods.dsi.procedures import (
+    DSIConfig,
+    QueryCache,
+    atomic_dsi,
+    incdsi_step,
+    pairs_of,
+    prompt_model,
+    prompt_step,
+    sequential_step,
+    train_dsi,
+)
+from genir.methods.dsi.semantic import SemanticDSI
+from tests.core.conftest import make_corpus, word_tokenizer
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    docs, queries, qrels = make_corpus(120)
+    catalogue = Catalogue.from_frame("toy", docs)
+    steps = [np.arange(0, 90), np.arange(90, 105), np.arange(105, 120)]
+    step_of = np.zeros(120, dtype=int)
+    step_of[90:105], step_of[105:] = 1, 2
+    queries = queries.merge(qrels, on="qid")
+    queries["step"] = step_of[queries["item"]]
+    queries["stage"] = np.select([queries["item"] < 60, queries["item"] < 75], ["train", "valid"], "test")
+    # D0: queries of documents 0-59 train, 60-74 validate, 75-89 test; new documents' queries are all test
+    qrels = queries[["qid", "item"]].assign(relevance=1)
+    pairs = pd.concat([docs.assign(item=np.arange(120))[["text", "item"]].assign(kind="indexing"),
+                       queries[queries["stage"] == "train"][["text", "item"]].assign(kind="query")],
+                      ignore_index=True)
+    return QueryRetrievalTask(catalogue, queries[["qid", "text", "stage", "step"]], qrels, train_pairs=pairs,
+                              steps=steps, name="toy")
+
+
+@pytest.fixture(scope="module")
+def encoder_path(tmp_path_factory, corpus):
+    from transformers import BertConfig, BertModel
+
+    tok = word_tokenizer(corpus.catalogue.texts() + corpus.queries["text"].tolist())
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, pad_token_id=tok.pad_token_id)
+    path = tmp_path_factory.mktemp("tiny-bert")
+    BertModel(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+CFG = DSIConfig(trainable_layers=2, max_length=16, epochs=15, batch_size=32, lr=5e-3, encoder_lr=0.2,
+                step_epochs=10, step_lr=5e-3, n_topics=4, prompt_length=2, top_k=1, incdsi_steps=100, beam_width=10)
+
+
+def test_cached_encoder_matches_the_models_own_forward(encoder_path):
+    enc = CachedEncoder(encoder_path, trainable_layers=2, max_length=16).eval()
+    texts = ["alpha beta gamma", "delta", "beta beta alpha delta gamma"]
+    with torch.no_grad():
+        mine = enc(texts)
+        inputs = enc.tokenize(texts)
+        ref = masked_mean(enc.model(**inputs).last_hidden_state, inputs["attention_mask"])
+    assert torch.allclose(mine, ref, atol=5e-3)  # the cache holds fp16
+    # only the upper layers train; the embeddings and the lower layer are frozen
+    trainable = {n.split(".")[2] for n, p in enc.model.named_parameters() if p.requires_grad}
+    assert trainable == {"1", "2"}  # encoder.layer.<i>: the two upper layers only
+    # prompts change the output; zero-length prompts do not
+    prompts = torch.randn(3, 2, 2, 32)
+    with torch.no_grad():
+        hidden, mask = enc.lower(texts)
+        assert not torch.allclose(masked_mean(enc.upper(hidden, mask, prompts), mask), mine, atol=1e-3)
+        same = masked_mean(enc.upper(hidden, mask, prompts[:, :, :0]), mask)
+    assert torch.allclose(same, mine, atol=1e-5)
+
+
+def test_atomic_dsi_learns_and_incremental_methods_keep_what_they_promise(corpus, encoder_path):
+    base = CachedEncoder(encoder_path, trainable_layers=2, max_length=16)
+    d0, d1 = corpus.steps[0], corpus.steps[1]
+    model = atomic_dsi(copy.deepcopy(base), corpus, d0, CFG)
+    from genir.eval.retrieval import RetrievalEvaluator
+
+    valid = RetrievalEvaluator(corpus, "valid", ks=(10,), metrics=("hits",), step=0, corpus_step=0)
+    info = train_dsi(model, corpus, d0, valid, CFG, seed=0, progress=False)
+    losses = [h["loss"] for h in info["history"]]
+    assert losses[-1] < 0.5 * losses[0], losses
+    answer = model.retrieve(corpus.stage_queries("test", 0)["text"].tolist(), k=10)
+    assert set(answer.items.flatten().tolist()) <= set(d0.tolist())  # only indexed documents come out
+
+    # PromptDSI: encoder and D0 rows frozen, only prompts and D1's rows move; no D0 pair is used
+    pmodel = prompt_model(copy.deepcopy(model), corpus, d0, CFG, learn_keys=False, seed=0)
+    enc_before = {n: p.clone() for n, p in pmodel.dsi.encoder.named_parameters()}
+    rows_before = pmodel.dsi.blocks[0].detach().clone()
+    keys_before = pmodel.pool.keys.detach().clone()
+    prompts_before = pmodel.pool.prompts.detach().clone()
+    info = prompt_step(pmodel, corpus, d1, CFG, seed=1, progress=False)
+    assert info["pairs"] == len(pairs_of(corpus, d1, ("indexing", "pseudo")))
+    assert all(torch.equal(p, enc_before[n]) for n, p in pmodel.dsi.encoder.named_parameters())
+    assert torch.equal(pmodel.dsi.blocks[0], rows_before) and torch.equal(pmodel.pool.keys, keys_before)
+    assert not torch.equal(pmodel.pool.prompts, prompts_before)
+    assert pmodel.pool.train_usage.sum() > 0
+    assert info["trained_parameters"] == pmodel.pool.prompts.numel() + len(d1) * 32
+    new_docs = corpus.catalogue.texts()
+    top = pmodel.retrieve([new_docs[i] for i in d1], k=1).items[:, 0]
+    assert (top.numpy() == d1).mean() >= 0.8  # the new documents are found by their own text
+
+    # L2P: learned keys move (pull loss), logged beside the cross-entropy
+    l2p = prompt_model(copy.deepcopy(model), corpus, d0, CFG, learn_keys=True, seed=0)
+    keys = l2p.pool.keys.detach().clone()
+    info = prompt_step(l2p, corpus, d1, CFG, seed=1, progress=False)
+    assert not torch.equal(l2p.pool.keys, keys) and "aux" in info["history"][0]
+
+    # IncDSI: rows solved without touching the encoder; the new documents are found, old rows unchanged
+    inc = copy.deepcopy(model)
+    cache = QueryCache(inc, pairs_of(corpus, d0), 500, seed=0)
+    enc_before = {n: p.clone() for n, p in inc.encoder.named_parameters()}
+    incdsi_step(inc, corpus, d1, cache, CFG, seed=1)
+    assert all(torch.equal(p, enc_before[n]) for n, p in inc.encoder.named_parameters())
+    assert torch.equal(inc.blocks[0], model.blocks[0])
+    top = inc.retrieve([new_docs[i] for i in d1], k=1).items[:, 0]
+    assert (top.numpy() == d1).mean() >= 0.8
+
+    # sequential fine-tuning moves the old rows and the encoder (what makes it forget)
+    seq = copy.deepcopy(model)
+    sequential_step(seq, corpus, d1, CFG, seed=1, progress=False)
+    assert not torch.equal(seq.blocks[0], model.blocks[0])
+
+
+def test_semantic_dsi_only_returns_existing_docids(corpus, encoder_path):
+    enc = CachedEncoder(encoder_path, trainable_layers=2, max_length=16)
+    d0 = corpus.steps[0]
+    rng = np.random.default_rng(0)
+    codes = np.stack([rng.integers(0, 4, len(d0)), rng.integers(0, 4, len(d0)), np.zeros(len(d0), int)], 1)
+    seen: dict = {}
+    for i, row in enumerate(map(tuple, codes[:, :2])):  # position within each (c1, c2) group
+        codes[i, 2] = seen.get(row, 0)
+        seen[row] = codes[i, 2] + 1
+    model = SemanticDSI(enc, codes, [4, 4, int(codes[:, 2].max()) + 1], items=d0, layers=1, beam_width=10)
+    info = train_dsi(model, corpus, d0, None, CFG, seed=0, progress=False)
+    assert info["history"][-1]["loss"] < info["history"][0]["loss"]
+    answer = model.retrieve(corpus.stage_queries("test", 0)["text"].tolist(), k=10)
+    found = answer.items[answer.items >= 0]
+    assert len(found) and set(found.tolist()) <= set(d0.tolist())
+    rows = answer.items[0][answer.items[0] >= 0]
+    assert len(set(rows.tolist())) == len(rows)  # no docid twice
+
+
+def test_baselines_answer_in_catalogue_ids(corpus):
+    texts = corpus.catalogue.texts()
+    items = np.arange(30, 60)
+    bm25 = BM25Index([texts[i] for i in items], items)
+    top = bm25.retrieve([texts[40], texts[55]], k=3).items
+    assert top[:, 0].tolist() == [40, 55]
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(120, 8)).astype(np.float32)
+    dense = DenseIndex(lambda q: vectors[[int(t) for t in q]], 8)
+    dense.add(vectors[:90], np.arange(90))
+    assert dense.retrieve(["5"], k=1).items[0, 0] == 5
+    dense.add(vectors[90:], np.arange(90, 120))
+    assert dense.retrieve(["100"], k=1).items[0, 0] == 100 and dense.nbytes() == 120 * 8 * 4
+
+
+def test_continual_summary_on_a_hand_computed_matrix():
+    perf = [[0.9], [0.7, 0.8], [0.6, 0.5, 0.4]]
+    s = continual_summary(perf)
+    assert s["average"] == pytest.approx(0.5)
+    # forgetting: D0 best 0.9 -> 0.6 (0.3); D1 best 0.8 -> 0.5 (0.3)
+    assert s["forgetting"] == pytest.approx(0.3) and s["d0_forgetting"] == pytest.approx(0.3)
+    assert s["bwt"] == pytest.approx(((0.6 - 0.9) + (0.5 - 0.8)) / 2)
+    assert s["learning"] == pytest.approx((0.9 + 0.8 + 0.4) / 3) and s["newest"] == 0.4
+    with pytest.raises(ValueError):
+        continual_summary([[0.1, 0.2]])
