@@ -39,47 +39,45 @@ RESERVED_COLUMNS = ("id", "title", "text")  # catalogue columns a metadata key m
 
 # ------------------------------------------------------------------------------------------------------------
 # reading
-def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
-    """(1-based line number, object) for each non-blank line of a JSON-lines file."""
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DatasetError(f"{path}:{lineno}: not UTF-8 ({exc.reason})") from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}:{lineno}: malformed JSON ({exc.msg}, column {exc.colno})") from None
-            if not isinstance(obj, dict):
-                raise DatasetError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
-
-
-def _tsv_rows(path: Path, header: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
-    """(line number, fields) for each row after the header line, which must be ``header``."""
-    seen_header = False
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text without the line break) for each non-blank line of a UTF-8 file."""
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             try:
                 line = raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError as exc:
                 raise DatasetError(f"{path}:{lineno}: not UTF-8 ({exc.reason})") from None
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            if not seen_header:
-                if tuple(f.strip().lower() for f in fields) != header:
-                    expected = "<TAB>".join(header)
-                    raise DatasetError(f"{path}:{lineno}: expected the header line {expected}, got {line[:80]!r}")
-                seen_header = True
-                continue
-            if len(fields) != len(header):
-                raise DatasetError(f"{path}:{lineno}: expected {len(header)} tab-separated columns "
-                                   f"({', '.join(header)}), got {len(fields)}: {line[:80]!r}")
-            yield lineno, [f.strip() for f in fields]
+            if line.strip():
+                yield lineno, line
+
+
+def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSON-lines file."""
+    for lineno, line in _lines(path):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path}:{lineno}: malformed JSON ({exc.msg}, column {exc.colno})") from None
+        if not isinstance(obj, dict):
+            raise DatasetError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        yield lineno, obj
+
+
+def _tsv_rows(path: Path, header: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) for each row after the header line, which must be ``header``."""
+    seen_header = False
+    for lineno, line in _lines(path):
+        fields = line.split("\t")
+        if not seen_header:
+            if tuple(f.strip().lower() for f in fields) != header:
+                expected = "<TAB>".join(header)
+                raise DatasetError(f"{path}:{lineno}: expected the header line {expected}, got {line[:80]!r}")
+            seen_header = True
+            continue
+        if len(fields) != len(header):
+            raise DatasetError(f"{path}:{lineno}: expected {len(header)} tab-separated columns "
+                               f"({', '.join(header)}), got {len(fields)}: {line[:80]!r}")
+        yield lineno, [f.strip() for f in fields]
 
 
 def _id_field(obj: dict, path: Path, lineno: int) -> str:

@@ -13,6 +13,8 @@ is the same for every method compared).
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -46,22 +48,53 @@ def collate_pairs(rows):
     return list(texts), torch.tensor(items, dtype=torch.long)
 
 
-class RowScorer(nn.Module):
+def texts_allowed(batch) -> tuple[list[str], torch.Tensor | None]:
+    """The texts of a :class:`~genir.data.tasks.QueryBatch` (or a plain list of strings) and its allowed-document
+    mask (None for a list: every document may be returned)."""
+    if isinstance(batch, (list, tuple)):
+        return list(batch), None
+    return list(batch.texts), batch.allowed
+
+
+class TextPairsModel(nn.Module, metaclass=ABCMeta):
+    """The Trainer's contract of a model trained on (text, document) pairs: the dataset, collate, ``forward`` =
+    :meth:`loss`, and no evaluation cache. Atomic and semantic DSI both train this way."""
+
+    def train_dataset(self, task) -> TorchDataset:
+        return TextPairs.from_frame(task.train_pairs)
+
+    collate = staticmethod(collate_pairs)
+
+    @abstractmethod
+    def loss(self, batch):
+        """The training loss of a (texts, items) batch (a tensor, or a dict with ``loss``)."""
+
+    def forward(self, batch):
+        return self.loss(batch)
+
+    def prepare_eval(self) -> None:
+        """Nothing to precompute."""
+
+
+class RowScorer(TextPairsModel):
     """What every atomic-docid model shares: normalised query embeddings against classifier rows, cross-entropy
-    over the rows, dense scores over catalogue ids and the Trainer's contract. Subclasses give
-    :meth:`embed_queries` (embeddings and an auxiliary loss) and the rows."""
+    over the rows and dense scores over catalogue ids. Subclasses give :meth:`embed_queries` (embeddings and an
+    auxiliary loss) and the rows."""
 
     num_items: int
 
+    @abstractmethod
     def embed_queries(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        raise NotImplementedError
+        """(B, H) normalised query embeddings and an auxiliary loss (or None)."""
 
+    @abstractmethod
     def weight(self) -> torch.Tensor:
-        raise NotImplementedError
+        """(rows, H) classifier rows in score units."""
 
     @property
+    @abstractmethod
     def row_items(self) -> np.ndarray:
-        raise NotImplementedError
+        """Catalogue id of each row."""
 
     def _row_of(self, items: torch.Tensor) -> torch.Tensor:
         lookup = torch.full((self.num_items,), -1, dtype=torch.long)
@@ -78,12 +111,6 @@ class RowScorer(nn.Module):
         out[:, torch.as_tensor(self.row_items, device=s.device)] = s
         return out
 
-    # -- the Trainer's contract --------------------------------------------------------------------------------------
-    def train_dataset(self, task) -> TorchDataset:
-        return TextPairs.from_frame(task.train_pairs)
-
-    collate = staticmethod(collate_pairs)
-
     def loss(self, batch):
         texts, items = batch
         emb, aux = self.embed_queries(texts)
@@ -92,17 +119,10 @@ class RowScorer(nn.Module):
             return ce
         return {"loss": ce + aux, "ce": ce.detach(), "aux": aux.detach()}
 
-    def forward(self, batch):
-        return self.loss(batch)
-
-    def prepare_eval(self) -> None:
-        """Nothing to precompute."""
-
     @torch.no_grad()
     def retrieve(self, batch, k: int = 10) -> RankedLists:
         """Top-``k`` documents of each query (a :class:`~genir.data.tasks.QueryBatch` or a list of strings)."""
-        texts = batch if isinstance(batch, (list, tuple)) else batch.texts
-        allowed = None if isinstance(batch, (list, tuple)) else batch.allowed
+        texts, allowed = texts_allowed(batch)
         return RankedLists.from_scores(self.scores(texts), k, allowed)
 
 

@@ -15,12 +15,7 @@ import numpy as np
 import torch
 
 from genir.eval.retrieval import RankedLists
-
-
-def _texts_allowed(batch):
-    texts = batch if isinstance(batch, (list, tuple)) else batch.texts
-    allowed = None if isinstance(batch, (list, tuple)) else batch.allowed
-    return list(texts), allowed
+from genir.methods.dsi.atomic import texts_allowed
 
 
 class BM25Index:
@@ -43,7 +38,7 @@ class BM25Index:
     def retrieve(self, batch, k: int = 10) -> RankedLists:
         import bm25s
 
-        texts, allowed = _texts_allowed(batch)
+        texts, allowed = texts_allowed(batch)
         k_ = min(k, len(self.items))
         docs, scores = self.retriever.retrieve(bm25s.tokenize(texts, stopwords="en", show_progress=False), k=k_,
                                                show_progress=False, n_threads=1)
@@ -73,7 +68,7 @@ class DenseIndex:
         return int(self.index.ntotal * self.index.d * 4)
 
     def retrieve(self, batch, k: int = 10) -> RankedLists:
-        texts, allowed = _texts_allowed(batch)
+        texts, allowed = texts_allowed(batch)
         q = np.ascontiguousarray(self.embed(texts), dtype=np.float32)
         q /= np.linalg.norm(q, axis=1, keepdims=True).clip(1e-12)
         scores, rows = self.index.search(q, min(k, self.index.ntotal))

@@ -94,9 +94,10 @@ def atomic_dsi(encoder: CachedEncoder, task, items: np.ndarray, cfg: DSIConfig,
 
 
 def train_dsi(model, task, items: np.ndarray, evaluator, cfg: DSIConfig, seed: int, progress: bool = True) -> dict:
-    """Train an atomic or semantic DSI on the pairs of ``items`` (D0), keeping the best epoch on ``evaluator``."""
-    return _fit(model, pairs_of(task, items), evaluator, cfg, epochs=cfg.epochs, lr=cfg.lr, seed=seed,
-                progress=progress)
+    """Train an atomic or semantic DSI on the pairs of ``items`` (D0), keeping the best epoch on ``evaluator``
+    (not consulted for a single epoch: there is nothing to choose, and a beam-search validation pass is not free)."""
+    return _fit(model, pairs_of(task, items), evaluator if cfg.epochs > 1 else None, cfg, epochs=cfg.epochs,
+                lr=cfg.lr, seed=seed, progress=progress)
 
 
 def _new_rows(model: AtomicDSI, task, items: np.ndarray) -> torch.Tensor:

@@ -18,11 +18,11 @@ from torch import nn
 
 from genir.decoding import CodeTokenLayout, PrefixIndex, constrained_beam_search
 from genir.eval.retrieval import RankedLists
-from genir.methods.dsi.atomic import TextPairs, collate_pairs
+from genir.methods.dsi.atomic import TextPairsModel, texts_allowed
 from genir.methods.dsi.encoder import CachedEncoder
 
 
-class SemanticDSI(nn.Module):
+class SemanticDSI(TextPairsModel):
     """Encoder + code decoder over the (N, L) ``item_codes`` of an index (``level_sizes`` per level).
 
     ``items``: the catalogue id of each code row (default: row i is item i), so a model can index part of a
@@ -68,12 +68,7 @@ class SemanticDSI(nn.Module):
         h = self.decoder(x, memory, tgt_mask=causal, memory_key_padding_mask=memory_mask == 0, tgt_is_causal=True)
         return self.out(self.norm(h))
 
-    # -- the Trainer's contract --------------------------------------------------------------------------------------
-    def train_dataset(self, task):
-        return TextPairs.from_frame(task.train_pairs)
-
-    collate = staticmethod(collate_pairs)
-
+    # -- the Trainer's contract (dataset, collate, forward: TextPairsModel) ------------------------------------
     def loss(self, batch) -> torch.Tensor:
         texts, items = batch
         _, memory, mask = self.encoder(texts, return_tokens=True)
@@ -82,17 +77,10 @@ class SemanticDSI(nn.Module):
         logits = self._logits(target[:, :-1], memory, mask)  # (B, L, V)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
 
-    def forward(self, batch) -> torch.Tensor:
-        return self.loss(batch)
-
-    def prepare_eval(self) -> None:
-        """Nothing to precompute."""
-
     @torch.no_grad()
     def retrieve(self, batch, k: int = 10) -> RankedLists:
         """Top-``k`` docids per query by constrained beam search (beams = max(beam_width, k))."""
-        texts = batch if isinstance(batch, (list, tuple)) else batch.texts
-        allowed = None if isinstance(batch, (list, tuple)) else batch.allowed
+        texts, allowed = texts_allowed(batch)
         _, memory, mask = self.encoder(list(texts), return_tokens=True)
         beams = min(self.num_items, max(self.beam_width, k))
         device = memory.device
