@@ -9,6 +9,8 @@
     genir eval --index DIR
     genir demo
     genir index build --dataset ml-100k --scheme tokenizers/rqvae.yaml --out DIR | index info DIR | index add DIR --items F
+    genir index build --corpus BEIR_DIR --scheme tokenizers/hkmeans_docid.yaml --out DIR | index add DIR --corpus NEW
+    genir retrieve --index DIR --query "image viewer" -k 10      (a document index: ids, synopses, scores)
 
 Errors a user can cause (missing or malformed file, unknown setting, bad run dir) print one line on stderr and
 exit with status 2.
@@ -221,6 +223,11 @@ def cmd_retrieve(args) -> int:
 
     if bool(args.index) == bool(args.run):
         raise ConfigError("genir retrieve: give --index DIR (its trained model) or --run RUN")
+    if args.index:
+        from genir.methods.dsi.document_index import DocumentIndex
+
+        if DocumentIndex.is_document_index(args.index):
+            return _retrieve_documents(args)
     run_dir = _require_index_model(args.index) if args.index else Path(args.run)
     model, split, info = load_run(run_dir)
     if args.k < 1:
@@ -241,6 +248,22 @@ def cmd_retrieve(args) -> int:
         for rank, (item, score) in enumerate(found, 1):
             added = "  (added to the index)" if item >= split.num_items else ""
             print(f"{rank:3d}  {ids[item]}  {titles[item]}  {score:.4f}{added}")
+    return 0
+
+
+def _retrieve_documents(args) -> int:
+    """``genir retrieve --index DIR --query TEXT`` on a document index: document ids, synopses/titles, scores."""
+    from genir.errors import ConfigError
+    from genir.methods.dsi.document_index import DocumentIndex
+
+    if args.query is None or args.history is not None or args.user is not None or args.batch is not None:
+        raise ConfigError(f"{args.index}: a document index answers text queries: give --query TEXT")
+    if args.k < 1:
+        raise ConfigError(f"-k must be >= 1, got {args.k}")
+    index = DocumentIndex(args.index)
+    print(f"# query {args.query!r}")
+    for rank, (doc, text, score) in enumerate(index.search([args.query], k=args.k)[0], 1):
+        print(f"{rank:3d}  {doc}  {text}  {score:.4f}")
     return 0
 
 

@@ -2,8 +2,11 @@
 
     genir index build --dataset ml-100k --scheme tokenizers/rq_kmeans.yaml --out indexes/ml100k [--split temporal]
                       [key=value ...]
+    genir index build --corpus BEIR_DIR --scheme tokenizers/hkmeans_docid.yaml --out indexes/docs [--step 0]
+                      [--model atomic|semantic] [--train epochs=1 ...]      (documents + their DSI model)
     genir index info indexes/ml100k [--json]
     genir index add indexes/ml100k --items new_items.csv [--features new.npy]
+    genir index add indexes/docs --corpus NEW_BEIR_DIR [--step 1]            (PromptDSI's update, no rebuild)
 
 :func:`add_index_commands` registers them on ``genir``'s subparsers; :func:`main` runs the full ``genir`` parser
 with them added (errors a user can cause: one line on stderr, exit status 2, as :func:`genir.cli.main`; so is a
@@ -18,21 +21,48 @@ import json
 from genir.errors import ConfigError
 
 
+def _pairs(values, what: str) -> dict[str, str]:
+    out = {}
+    for pair in values or []:
+        if "=" not in pair:
+            raise ConfigError(f"{what} {pair!r} must look like key=value")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
 def cmd_index_build(args) -> int:
     from genir.index import build_index, index_info
 
-    overrides = {}
-    for pair in args.overrides:
-        if "=" not in pair:
-            raise ConfigError(f"override {pair!r} must look like key=value")
-        key, value = pair.split("=", 1)
-        overrides[key.strip()] = value.strip()
-    out = build_index(args.dataset, args.scheme, args.out, overrides, progress=not args.quiet,
+    overrides = _pairs(args.overrides, "override")
+    if args.corpus:
+        return _build_documents(args, overrides)
+    if args.train or args.step is not None or args.model:
+        raise ConfigError("--train, --step and --model belong to a document index (--corpus PATH)")
+    out = build_index(args.dataset or "ml-100k", args.scheme, args.out, overrides, progress=not args.quiet,
                       features=args.features, items=args.items, overwrite=args.overwrite, split=args.split)
     info = index_info(out)
     print(f"index written to {out}: {info['n_items']} items, scheme {info['scheme']}, IDs of length "
           f"{info['id_length']} (level sizes {info['level_sizes']}), collision rate "
           f"{info['stats']['collision_rate']:.2%}, {_bytes(info['total_bytes'])}")
+    return 0
+
+
+def _build_documents(args, overrides: dict) -> int:
+    from genir.index import index_info
+    from genir.methods.dsi.document_index import build_document_index
+
+    if args.items or args.features or args.dataset:
+        raise ConfigError("--corpus builds a document index from a BEIR folder; --dataset, --items and --features "
+                          "belong to item indexes")
+    result = build_document_index(args.corpus, args.scheme, args.out, model=args.model or "atomic",
+                                  settings=_pairs(args.train, "--train"), overrides=overrides, step=args.step,
+                                  pseudo=args.pseudo, overwrite=args.overwrite, progress=not args.quiet)
+    info = index_info(result["index"])
+    train = result["training"]
+    print(f"document index written to {result['index']}: {info['n_items']} documents, docids of length "
+          f"{info['id_length']} (level sizes {info['level_sizes']}); {result['model']} DSI trained on "
+          f"{train['pairs']} pairs in {train['seconds']:.0f} s (loss {' -> '.join(f'{x:.3f}' for x in train['losses'])})")
     return 0
 
 
@@ -50,6 +80,22 @@ def cmd_index_info(args) -> int:
 def cmd_index_add(args) -> int:
     from genir.index import add_items
 
+    if bool(args.items) == bool(args.corpus):
+        raise ConfigError("genir index add: give --items FILE (items) or --corpus PATH (documents)")
+    if args.corpus:
+        if args.features:
+            raise ConfigError("--features belongs to --items; a document corpus is embedded by the index's encoder")
+        from genir.methods.dsi.document_index import add_document_corpus
+
+        result = add_document_corpus(args.dir, args.corpus, step=args.step, progress=not args.quiet)
+        train = result["training"]
+        print(f"added {result['added']} document(s) to {result['index']}: now {result['n_items']} documents; "
+              f"PromptDSI update: {train['trained_parameters']:,} parameters trained on {train['pairs']} pairs in "
+              f"{train['seconds']:.0f} s (loss {' -> '.join(f'{x:.3f}' for x in train['losses'])})"
+              + (f"; {result['pool']}" if result.get("pool") else ""))
+        return 0
+    if args.step is not None:
+        raise ConfigError("--step belongs to --corpus")
     result = add_items(args.dir, args.items, features=args.features, progress=not args.quiet)
     print(f"added {result['added']} item(s) to {result['index']}: now {result['n_items']} items, level sizes "
           f"{result['level_sizes']}")
@@ -111,8 +157,17 @@ def add_index_commands(subparsers) -> argparse.ArgumentParser:
     index = subparsers.add_parser("index", help="build, inspect and extend a semantic-ID index dir")
     sub = index.add_subparsers(dest="index_command", required=True)
 
-    b = sub.add_parser("build", help="fit an identifier scheme on a dataset and write an index dir")
-    b.add_argument("--dataset", default="ml-100k", help="'ml-100k' or a path (see genir data info)")
+    b = sub.add_parser("build", help="fit an identifier scheme on a dataset (or a document corpus, with its DSI "
+                       "model) and write an index dir")
+    b.add_argument("--dataset", default=None, help="'ml-100k' (default) or a path (see genir data info)")
+    b.add_argument("--corpus", default=None, help="a BEIR folder (corpus.jsonl, queries.jsonl, qrels/): index its "
+                   "documents and train a DSI on them, e.g. with --scheme tokenizers/hkmeans_docid.yaml")
+    b.add_argument("--model", default=None, choices=["atomic", "semantic"], help="with --corpus: DSI with a "
+                   "classifier row per document (default; extended by `index add --corpus`) or decoding the docids")
+    b.add_argument("--step", type=int, default=None, help="with --corpus: index only this step of its steps.tsv")
+    b.add_argument("--pseudo", type=int, default=2, help="with --corpus: pseudo-queries per document (default 2)")
+    b.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --corpus: DSI settings, e.g. --train epochs=1 --train max_length=32")
     b.add_argument("--items", default=None, help="item side-information file for a generic interactions file")
     b.add_argument("--scheme", required=True, help="identifier spec, e.g. tokenizers/rq_kmeans.yaml")
     b.add_argument("--out", required=True, help="index dir to write")
@@ -130,9 +185,13 @@ def add_index_commands(subparsers) -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print the full report as JSON")
     i.set_defaults(func=cmd_index_info)
 
-    a = sub.add_parser("add", help="give new items IDs with the fitted scheme (no refit)")
+    a = sub.add_parser("add", help="give new items (or a new document corpus) IDs with the fitted scheme (no "
+                       "refit)")
     a.add_argument("dir")
-    a.add_argument("--items", required=True, help="csv/tsv/parquet with 'item' and the side columns")
+    a.add_argument("--items", default=None, help="csv/tsv/parquet with 'item' and the side columns")
+    a.add_argument("--corpus", default=None, help="a BEIR folder of new documents for a document index: they get "
+                   "docids and the DSI model PromptDSI's update (prompts + their rows; no rebuild)")
+    a.add_argument("--step", type=int, default=None, help="with --corpus: add only this step of its steps.tsv")
     a.add_argument("--features", default=None, help=".npy/.parquet feature matrix of the new items (file order)")
     a.add_argument("--quiet", action="store_true", help="no progress bars")
     a.set_defaults(func=cmd_index_add)

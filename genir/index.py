@@ -103,7 +103,7 @@ class GenirIndex:
 def build_index(dataset_name_or_path, spec_path: str | Path, out_dir: str | Path,
                 overrides: Mapping[str, object] | None = None, progress: bool = True, *,
                 features=None, items: str | Path | None = None, overwrite: bool = False,
-                split: str = "loo") -> Path:
+                split: str = "loo", extra: Callable[[Path], None] | None = None) -> Path:
     """Fit the spec's scheme on a catalogue's item features and write the index dir ``out_dir``.
 
     ``dataset_name_or_path``: ``ml-100k``, a path (see :func:`genir.data.load_dataset`), a ``Dataset``, or a
@@ -117,7 +117,9 @@ def build_index(dataset_name_or_path, spec_path: str | Path, out_dir: str | Path
     their IDs; the manifest records it (``split``, :func:`split_record`). What the scheme's ``fit`` needs beyond
     the features it declares (:attr:`genir.ids.IdScheme.fit_context`: ``split``, ``paired`` features named by
     the spec's ``paired:``, ``progress``). Every side column of the catalogue is kept in ``items.jsonl``.
-    Holds the dir's lock (:func:`index_lock`) from the target check to the rename.
+    Holds the dir's lock (:func:`index_lock`) from the target check to the rename. ``extra(tmp)``: writes what
+    belongs with the index but is not the index (a model trained on its IDs) into the new dir before it is
+    renamed into place, so both appear together or not at all (see :func:`_write_dir`).
     """
     from genir.data import Dataset, load_dataset, make_split
     from genir.data.catalogue import Catalogue
@@ -212,7 +214,7 @@ def build_index(dataset_name_or_path, spec_path: str | Path, out_dir: str | Path
             scheme.save(tmp / SCHEME_DIR)
             _write_tables(tmp, table, records)
 
-        _write_dir(out_dir, write, manifest, overwrite=overwrite)
+        _write_dir(out_dir, write, manifest, overwrite=overwrite, extra=extra)
     return out_dir
 
 
@@ -335,13 +337,16 @@ def load_index(directory: str | Path, device=None) -> GenirIndex:
 
 
 # -- add -----------------------------------------------------------------------------------------------------------
-def add_items(directory: str | Path, items_file: str | Path, features: str | Path | None = None,
-              progress: bool = True) -> dict:
-    """Give the items of ``items_file`` (csv/tsv/parquet with ``item`` and side columns) IDs with the fitted
-    scheme, without refitting, and rewrite the index dir atomically. Returns a summary.
+def add_items(directory: str | Path, items_file: str | Path | pd.DataFrame, features=None, progress: bool = True,
+              *, extra: Callable[[Path], None] | None = None, source: str | None = None) -> dict:
+    """Give the items of ``items_file`` (csv/tsv/parquet with ``item`` and side columns, or such a DataFrame)
+    IDs with the fitted scheme, without refitting, and rewrite the index dir atomically. Returns a summary.
 
-    ``features``: a ``.npy`` / ``.parquet`` matrix of the new items (rows in file order) with the index's feature
-    dimension; without it, text features are computed from the file's title/year/genres. Collisions with the
+    ``features``: a ``.npy`` / ``.parquet`` file or an (M, d) array of the new items' features (rows in file
+    order) with the index's feature dimension; without it, text features are computed from the file's
+    title/year/genres. ``extra(tmp)`` writes an updated companion of the index (a model that now knows the new
+    items) into the new dir, replacing the old one's, in the same rename. ``source``: how a DataFrame is named
+    in messages and the history. Collisions with the
     existing IDs are resolved by continuing each group's last level (positions after the existing items), so
     existing IDs never change; with ``collision: none`` a colliding new item is refused. On any error the dir is
     left untouched. Every entry of the dir that the index does not manage (``model/`` above all) is carried over
@@ -351,15 +356,20 @@ def add_items(directory: str | Path, items_file: str | Path, features: str | Pat
     directory = Path(directory)
     with index_lock(directory):
         _clean_stale(directory)  # a writer killed between its two renames: put the index back before reading it
-        return _add_items_locked(directory, items_file, features, progress)
+        return _add_items_locked(directory, items_file, features, progress, extra, source)
 
 
-def _add_items_locked(directory: Path, items_file, features, progress: bool) -> dict:
+def _add_items_locked(directory: Path, items_file, features, progress: bool, extra, source) -> dict:
     from genir.ids import SemanticIdTable
 
     index = load_index(directory)
     manifest = index.manifest
-    frame = _read_items_file(Path(items_file), manifest.get("item_columns", list(ITEM_FIELDS)))
+    allowed = manifest.get("item_columns", list(ITEM_FIELDS))
+    if isinstance(items_file, pd.DataFrame):
+        frame = _check_items_frame(items_file, allowed, source or "new items")
+        items_file = source or "new items"
+    else:
+        frame = _read_items_file(Path(items_file), allowed)
     existing = set(index.items["item"].astype(str))
     clash = [x for x in frame["item"] if x in existing]
     if clash:
@@ -376,15 +386,17 @@ def _add_items_locked(directory: Path, items_file, features, progress: bool) -> 
     records = _item_records_from_frame(index.items, start=0) + _item_records_from_frame(frame, start=n)
     new_manifest = {k: v for k, v in manifest.items() if k not in ("files", "created_at")}
     new_manifest["history"] = [*manifest.get("history", []), {
-        "added": len(frame), "file": str(items_file), "sha256": _sha256(Path(items_file)),
-        "at": _now(), "features": str(features) if features is not None else manifest["features"]["name"]}]
+        "added": len(frame), "file": str(items_file),
+        "sha256": _sha256(Path(items_file)) if Path(items_file).is_file() else None, "at": _now(),
+        "features": ("matrix" if isinstance(features, np.ndarray) else str(features)) if features is not None
+        else manifest["features"]["name"]}]
 
     def write(tmp: Path) -> None:
         shutil.copytree(directory / SCHEME_DIR, tmp / SCHEME_DIR)
         _write_tables(tmp, table, records)
 
     new_manifest["created_at"] = manifest.get("created_at")
-    _write_dir(directory, write, new_manifest, overwrite=True, keep_from=(directory, manifest))
+    _write_dir(directory, write, new_manifest, overwrite=True, keep_from=(directory, manifest), extra=extra)
     return {"index": str(directory), "added": len(frame), "n_items": table.num_items,
             "level_sizes": table.level_sizes, "new_ids": codes[n:].tolist()}
 
@@ -424,6 +436,13 @@ def _new_features(manifest: dict, frame: pd.DataFrame, items_file: Path, feature
     from genir.features import load_feature_matrix
 
     dim = manifest["features"]["dim"]
+    if isinstance(features, np.ndarray):
+        x = np.asarray(features, dtype=np.float32)
+        if x.ndim != 2 or x.shape[0] != len(frame):
+            raise DatasetError(f"{items_file}: {len(frame)} new items but a feature matrix of shape {x.shape}")
+        if x.shape[1] != dim:
+            raise DatasetError(f"{items_file}: features have {x.shape[1]} columns; the index was built on {dim}")
+        return x
     if features is not None:
         x = load_feature_matrix(features, len(frame))
         if x.shape[1] != dim:
@@ -463,6 +482,11 @@ def _read_items_file(path: Path, allowed: list[str]) -> pd.DataFrame:
             raise DatasetError(f"{path}: unsupported items file type {suffix!r} (expected .csv, .tsv or .parquet)")
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{path}: unreadable ({exc})") from None
+    return _check_items_frame(df, allowed, path)
+
+
+def _check_items_frame(df: pd.DataFrame, allowed: list[str], path) -> pd.DataFrame:
+    """The checks and normalisation every new-items table gets (``path`` names it in messages)."""
     if "item" not in df.columns:
         raise DatasetError(f"{path}: no 'item' column (has {list(df.columns)})")
     unknown = [c for c in df.columns if c != "item" and c not in allowed]
@@ -584,12 +608,13 @@ def _check_target(out_dir: Path, overwrite: bool) -> None:
 
 
 def _write_dir(out_dir: Path, write: Callable[[Path], None], manifest: dict, overwrite: bool,
-               keep_from: tuple[Path, dict] | None = None) -> None:
+               keep_from: tuple[Path, dict] | None = None, extra: Callable[[Path], None] | None = None) -> None:
     """``write(tmp)`` the files into a temporary sibling, add ``manifest.json`` with their hashes, rename into
     place. Nothing is left at ``out_dir`` or in the temporary dir on failure. ``keep_from``: (old dir, its
     manifest) whose entries the index does not manage (neither written by ``write`` nor listed in the old
-    manifest: ``model/``, notes) are carried into the new dir, outside the new manifest's ``files``. The caller
-    holds the dir's lock."""
+    manifest: ``model/``, notes) are carried into the new dir, outside the new manifest's ``files``. ``extra(tmp)``
+    writes such an entry itself (after the hashes, so it stays unmanaged and later rewrites carry it), replacing
+    the old dir's entry of that name. The caller holds the dir's lock."""
     from genir import __version__
     from genir.ids import SemanticIdTable
 
@@ -602,6 +627,8 @@ def _write_dir(out_dir: Path, write: Callable[[Path], None], manifest: dict, ove
         write(tmp)
         table = SemanticIdTable.load(tmp)
         files = {p.relative_to(tmp).as_posix(): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        if extra is not None:
+            extra(tmp)
         if keep_from is not None:
             _carry_over(*keep_from, tmp)
         full = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "genir_version": __version__,

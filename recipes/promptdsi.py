@@ -144,9 +144,10 @@ def run_seed(seed: int, task, base, embeddings, cfg: DSIConfig, out: Path, hk: d
     # -- incremental steps from the same D0 model ------------------------------------------------------------------
     atomic.eval()
     d0_pairs = pairs_of(task, d0)
+    d0_texts = document_texts(task, d0)
     models = {"seq-ft": copy.deepcopy(atomic), "incdsi": copy.deepcopy(atomic),
-              "l2p": prompt_model(copy.deepcopy(atomic), task, d0, cfg, learn_keys=True, seed=seed),
-              "promptdsi": prompt_model(copy.deepcopy(atomic), task, d0, cfg, learn_keys=False, seed=seed)}
+              "l2p": prompt_model(copy.deepcopy(atomic), d0_texts, cfg, learn_keys=True, seed=seed),
+              "promptdsi": prompt_model(copy.deepcopy(atomic), d0_texts, cfg, learn_keys=False, seed=seed)}
     cache = QueryCache(models["incdsi"], d0_pairs, cfg.incdsi_cache, seed)
     perf = {name: [step_rows(atomic, task, 0)] for name in models}
     info = {name: [] for name in models}

@@ -54,6 +54,21 @@ def word_tokenizer(texts: list[str]):
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", eos_token="</s>")
 
 
+def tiny_bert(path, texts: list[str], seed: int = 0):
+    """Save a 3-layer BERT of width 32 (randomly initialised: not pretrained) and a word tokenizer over ``texts``
+    to ``path``: an HF encoder folder for the DSI tests."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    tok = word_tokenizer(texts)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, pad_token_id=tok.pad_token_id)
+    BertModel(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
 def tiny_t5(tokenizer, seed: int = 0):
     """A 2-layer T5 of width 32, randomly initialised (built from a config: not pretrained)."""
     import torch

@@ -239,7 +239,7 @@ def test_ml100k_text_build_and_add_by_title(tmp_path):
     out = build_index("ml-100k", Path(__file__).parents[2] / "tokenizers" / "rq_kmeans.yaml", tmp_path / "ml",
                       progress=False)
     old = load_index(out)
-    assert old.manifest["features"] == {"name": "text", "source": "text", "dim": 384}
+    assert old.manifest["features"] == {"name": "text", "source": "text", "dim": 384, "paired": None}
     items = tmp_path / "new.csv"
     pd.DataFrame({"item": ["9001", "9002"], "title": ["Toy Story 5", "Alien Resurrection Again"],
                   "year": [2030, 2031], "genres": ["Animation|Children's|Comedy", "Horror|Sci-Fi"]}).to_csv(

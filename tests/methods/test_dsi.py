@@ -19,6 +19,7 @@ from genir.methods.dsi.procedures import (
     DSIConfig,
     QueryCache,
     atomic_dsi,
+    document_texts,
     incdsi_step,
     pairs_of,
     prompt_model,
@@ -27,7 +28,7 @@ from genir.methods.dsi.procedures import (
     train_dsi,
 )
 from genir.methods.dsi.semantic import SemanticDSI
-from tests.core.conftest import make_corpus, word_tokenizer
+from tests.core.conftest import make_corpus, tiny_bert
 
 
 @pytest.fixture(autouse=True)
@@ -59,16 +60,7 @@ def corpus():
 
 @pytest.fixture(scope="module")
 def encoder_path(tmp_path_factory, corpus):
-    from transformers import BertConfig, BertModel
-
-    tok = word_tokenizer(corpus.catalogue.texts() + corpus.queries["text"].tolist())
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64, pad_token_id=tok.pad_token_id)
-    path = tmp_path_factory.mktemp("tiny-bert")
-    BertModel(config).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return tiny_bert(tmp_path_factory.mktemp("tiny-bert"), corpus.catalogue.texts() + corpus.queries["text"].tolist())
 
 
 CFG = DSIConfig(trainable_layers=2, max_length=16, epochs=15, batch_size=32, lr=5e-3, encoder_lr=0.2,
@@ -109,7 +101,7 @@ def test_atomic_dsi_learns_and_incremental_methods_keep_what_they_promise(corpus
     assert set(answer.items.flatten().tolist()) <= set(d0.tolist())  # only indexed documents come out
 
     # PromptDSI: encoder and D0 rows frozen, only prompts and D1's rows move; no D0 pair is used
-    pmodel = prompt_model(copy.deepcopy(model), corpus, d0, CFG, learn_keys=False, seed=0)
+    pmodel = prompt_model(copy.deepcopy(model), document_texts(corpus, d0), CFG, learn_keys=False, seed=0)
     enc_before = {n: p.clone() for n, p in pmodel.dsi.encoder.named_parameters()}
     rows_before = pmodel.dsi.blocks[0].detach().clone()
     keys_before = pmodel.pool.keys.detach().clone()
@@ -126,7 +118,7 @@ def test_atomic_dsi_learns_and_incremental_methods_keep_what_they_promise(corpus
     assert (top.numpy() == d1).mean() >= 0.8  # the new documents are found by their own text
 
     # L2P: learned keys move (pull loss), logged beside the cross-entropy
-    l2p = prompt_model(copy.deepcopy(model), corpus, d0, CFG, learn_keys=True, seed=0)
+    l2p = prompt_model(copy.deepcopy(model), document_texts(corpus, d0), CFG, learn_keys=True, seed=0)
     keys = l2p.pool.keys.detach().clone()
     info = prompt_step(l2p, corpus, d1, CFG, seed=1, progress=False)
     assert not torch.equal(l2p.pool.keys, keys) and "aux" in info["history"][0]

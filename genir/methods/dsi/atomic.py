@@ -152,13 +152,15 @@ class AtomicDSI(RowScorer):
         self.lr_multipliers = {"encoder.": encoder_lr}
 
     def add_block(self, rows: torch.Tensor, items: np.ndarray, freeze_old: bool = True) -> None:
-        """Rows for new documents (an incremental step); the old blocks stop training when ``freeze_old``."""
+        """Rows for new documents (an incremental step); the old blocks stop training when ``freeze_old``. The
+        catalogue grows to cover ``items`` if they lie beyond it (documents added to an index)."""
         if freeze_old:
             for block in self.blocks:
                 block.requires_grad_(False)
         device = self.blocks[0].device
         self.blocks.append(nn.Parameter(rows.float().clone().to(device)))
         self.block_items.append(np.asarray(items, dtype=np.int64))
+        self.num_items = max(self.num_items, int(self.block_items[-1].max()) + 1 if len(items) else 0)
 
     @property
     def row_items(self) -> np.ndarray:

@@ -66,8 +66,9 @@ def trainable_parameters(model) -> int:
     return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
 
 
-def _fit(model, pairs: pd.DataFrame, evaluator, cfg: DSIConfig, *, epochs: int, lr: float, seed: int,
-         metric: str = "hits@10", progress: bool = True) -> dict:
+def fit_pairs(model, pairs: pd.DataFrame, evaluator, cfg: DSIConfig, *, epochs: int, lr: float, seed: int,
+              metric: str = "hits@10", progress: bool = True) -> dict:
+    """Train ``model`` on (text, item) ``pairs`` with the one Trainer; its time, trained parameters and history."""
     config = TrainerConfig(epochs=epochs, batch_size=cfg.batch_size, lr=lr, metric=metric, patience=epochs,
                            seed=seed, progress=progress, eval_batch_size=256)
     t0 = time.perf_counter()
@@ -89,37 +90,43 @@ def atomic_dsi(encoder: CachedEncoder, task, items: np.ndarray, cfg: DSIConfig,
     """An untrained atomic DSI over ``items``: each row starts at its document's normalised embedding under the
     encoder (``embeddings``: (N, H) of every catalogue document, if already computed with this encoder)."""
     emb = encoder.embed(document_texts(task, items)) if embeddings is None else embeddings[np.asarray(items)]
-    rows = torch.nn.functional.normalize(emb.float(), dim=1)
-    return AtomicDSI(encoder, rows, items, len(task.catalogue), scale=cfg.scale, encoder_lr=cfg.encoder_lr)
+    return atomic_dsi_from(encoder, emb, items, len(task.catalogue), cfg)
+
+
+def atomic_dsi_from(encoder: CachedEncoder, embeddings: torch.Tensor, items: np.ndarray, num_items: int,
+                    cfg: DSIConfig) -> AtomicDSI:
+    """An untrained atomic DSI whose rows start at the normalised (len(items), H) ``embeddings`` of ``items``."""
+    rows = torch.nn.functional.normalize(embeddings.float(), dim=1)
+    return AtomicDSI(encoder, rows, items, num_items, scale=cfg.scale, encoder_lr=cfg.encoder_lr)
 
 
 def train_dsi(model, task, items: np.ndarray, evaluator, cfg: DSIConfig, seed: int, progress: bool = True) -> dict:
     """Train an atomic or semantic DSI on the pairs of ``items`` (D0), keeping the best epoch on ``evaluator``
     (not consulted for a single epoch: there is nothing to choose, and a beam-search validation pass is not free)."""
-    return _fit(model, pairs_of(task, items), evaluator if cfg.epochs > 1 else None, cfg, epochs=cfg.epochs,
+    return fit_pairs(model, pairs_of(task, items), evaluator if cfg.epochs > 1 else None, cfg, epochs=cfg.epochs,
                 lr=cfg.lr, seed=seed, progress=progress)
 
 
-def _new_rows(model: AtomicDSI, task, items: np.ndarray) -> torch.Tensor:
+def _unit_rows(model: AtomicDSI, texts: list[str]) -> torch.Tensor:
     """Unit rows for new documents: their normalised embeddings under the current encoder."""
-    return torch.nn.functional.normalize(model.encoder.embed(document_texts(task, items), progress=False), dim=1)
+    return torch.nn.functional.normalize(model.encoder.embed(texts, progress=False), dim=1)
 
 
 def sequential_step(model: AtomicDSI, task, items: np.ndarray, cfg: DSIConfig, seed: int,
                     progress: bool = True) -> dict:
     """Fine-tune the whole DSI (encoder's upper layers, every row) on D_t's pairs only."""
-    model.add_block(_new_rows(model, task, items), items, freeze_old=False)
+    model.add_block(_unit_rows(model, document_texts(task, items)), items, freeze_old=False)
     for block in model.blocks:
         block.requires_grad_(True)
-    return _fit(model, pairs_of(task, items, ("indexing", "pseudo")), None, cfg, epochs=cfg.step_epochs,
+    return fit_pairs(model, pairs_of(task, items, ("indexing", "pseudo")), None, cfg, epochs=cfg.step_epochs,
                 lr=cfg.step_lr, seed=seed, progress=progress)
 
 
-def prompt_model(model: AtomicDSI, task, d0_items: np.ndarray, cfg: DSIConfig, *, learn_keys: bool,
+def prompt_model(model: AtomicDSI, texts: list[str], cfg: DSIConfig, *, learn_keys: bool,
                  seed: int) -> PromptedDSI:
-    """Freeze a D0 DSI and attach a pool: topic-centroid keys (PromptDSI) or learned random keys (L2P)."""
+    """Freeze a D0 DSI and attach a pool: topic-centroid keys (PromptDSI) of D0's document ``texts``, or learned
+    random keys (L2P)."""
     enc = model.encoder
-    texts = document_texts(task, d0_items)
     features = enc.features(texts).numpy()
     if learn_keys:
         g = torch.Generator().manual_seed(seed)
@@ -139,9 +146,17 @@ def prompt_model(model: AtomicDSI, task, d0_items: np.ndarray, cfg: DSIConfig, *
 def prompt_step(pmodel: PromptedDSI, task, items: np.ndarray, cfg: DSIConfig, seed: int,
                 progress: bool = True) -> dict:
     """Train the pool's prompts (and learned keys) and D_t's new rows; the encoder and old rows stay frozen."""
-    pmodel.dsi.add_block(_new_rows(pmodel.dsi, task, items), items, freeze_old=True)
-    return _fit(pmodel, pairs_of(task, items, ("indexing", "pseudo")), None, cfg, epochs=cfg.step_epochs,
-                lr=cfg.step_lr, seed=seed, progress=progress)
+    return prompt_update(pmodel, document_texts(task, items), items, pairs_of(task, items, ("indexing", "pseudo")),
+                         cfg, seed, progress)
+
+
+def prompt_update(pmodel: PromptedDSI, texts: list[str], items: np.ndarray, pairs: pd.DataFrame, cfg: DSIConfig,
+                  seed: int, progress: bool = True) -> dict:
+    """PromptDSI's step on new documents ``items`` (catalogue ids, with their indexing ``texts``): rows for them
+    start at their embeddings, then the prompts and those rows train on ``pairs`` (text, item) of the new
+    documents only. Shared by the recipe and ``genir index add --corpus``."""
+    pmodel.dsi.add_block(_unit_rows(pmodel.dsi, texts), items, freeze_old=True)
+    return fit_pairs(pmodel, pairs, None, cfg, epochs=cfg.step_epochs, lr=cfg.step_lr, seed=seed, progress=progress)
 
 
 class QueryCache:
@@ -181,5 +196,5 @@ def retrain(encoder: CachedEncoder, task, items: np.ndarray, cfg: DSIConfig, see
     so far): the upper bound."""
     torch.manual_seed(seed)
     model = atomic_dsi(encoder, task, items, cfg, embeddings)
-    info = _fit(model, pairs_of(task, items), None, cfg, epochs=cfg.epochs, lr=cfg.lr, seed=seed, progress=progress)
+    info = fit_pairs(model, pairs_of(task, items), None, cfg, epochs=cfg.epochs, lr=cfg.lr, seed=seed, progress=progress)
     return model, info

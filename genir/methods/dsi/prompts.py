@@ -102,9 +102,12 @@ class PromptedDSI(RowScorer):
         self.dsi = dsi
         self.pool = pool
         self.pull_weight = pull_weight
-        self.num_items = dsi.num_items
         for p in dsi.encoder.parameters():
             p.requires_grad_(False)
+
+    @property
+    def num_items(self) -> int:
+        return self.dsi.num_items
 
     @property
     def row_items(self) -> np.ndarray:
