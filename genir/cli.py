@@ -1,6 +1,7 @@
 """`genir` command line.
 
     genir data info --dataset ml-100k
+    genir data debian --out corpora/debian-10k --docs 10000     (a BEIR folder with corpus steps D0..D3)
     genir train --model sasrec --dataset ml-100k --out runs/sasrec [--config FILE.yaml] [key=value ...]
     genir eval --run runs/sasrec [--stage test]
     genir recommend --run runs/sasrec --user 196 -k 10
@@ -39,6 +40,18 @@ def cmd_data_info(args) -> int:
     if args.kcore:
         ds = k_core(ds, args.kcore)
     print(json.dumps({"dataset": ds.describe(), "split": make_split(ds, args.split).describe()}, indent=2))
+    return 0
+
+
+def cmd_data_debian(args) -> int:
+    from genir.data.debian_corpus import debian_to_beir, find_snapshot
+
+    summary = debian_to_beir(args.snapshot or find_snapshot(), args.out, docs=args.docs, seed=args.seed,
+                             overwrite=args.overwrite)
+    steps = ", ".join(f"D{s['step']} {s['documents']}" for s in summary["steps"])
+    queries = ", ".join(f"{k} {v}" for k, v in summary["queries"].items())
+    print(f"BEIR folder written to {args.out}: {summary['rows']['documents']} documents ({steps}); queries {queries}; "
+          "rules and counts in genir_corpus.json")
     return 0
 
 
@@ -304,6 +317,16 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--split", default="loo", choices=["loo", "temporal"])
     info.add_argument("--kcore", type=int, default=0)
     info.set_defaults(func=cmd_data_info)
+    deb = data.add_parser("debian", help="convert the Debian package-descriptions snapshot into a BEIR folder with "
+                          "corpus steps (documents: descriptions; queries: synopses)")
+    deb.add_argument("--out", required=True, help="BEIR folder to write")
+    deb.add_argument("--docs", type=int, default=None, help="a fixed random subset of this many packages (default: "
+                     "all)")
+    deb.add_argument("--snapshot", default=None, help="the .jsonl.gz snapshot (default: $GENIR_DEBIAN_DESCRIPTIONS "
+                     "or ../shared/data/)")
+    deb.add_argument("--seed", type=int, default=0)
+    deb.add_argument("--overwrite", action="store_true")
+    deb.set_defaults(func=cmd_data_debian)
 
     tr = sub.add_parser("train", help="train a method, select on validation, report test metrics")
     tr.add_argument("--model", default=None, help="registered method name (pop, bpr, lightgcn, sasrec, tiger, ...)")

@@ -117,7 +117,7 @@ def format_info(info: dict) -> str:
         "dataset      none (a catalogue without interactions)",
         (f"scheme       {info['scheme']} on {feats.get('name')} features (d = {feats.get('dim')}), "
          f"collision {info.get('collision')}"),
-        f"split        {_split_line(info.get('split'))}",
+        f"split        {_split_line(info.get('split')) if ds else 'none (no interactions)'}",
         f"items        {info['n_items']} ({info.get('added', 0)} addition(s) since build)",
         f"IDs          length {info['id_length']}, level sizes {info['level_sizes']}, vocab {stats['vocab_size']}",
         (f"collisions   rate {stats['collision_rate']:.2%}, colliding items {stats['colliding_fraction']:.2%}, "

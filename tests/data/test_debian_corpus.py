@@ -243,3 +243,16 @@ def test_real_snapshot_head(tmp_path, monkeypatch):
     assert len(task.steps) == 4 and all(len(s) for s in task.steps)
     assert summary["rows"]["read"] == 3000
     assert summary["duplicate_groups"]["groups"] > 0
+
+
+def test_cli_converts_and_refuses_a_bad_snapshot(snapshot, tmp_path, capsys):
+    from genir.cli import main
+
+    out = tmp_path / "beir"
+    assert main(["data", "debian", "--snapshot", str(snapshot), "--out", str(out), "--docs", "40"]) == 0
+    printed = capsys.readouterr().out
+    assert "40 documents (D0 " in printed and json.loads((out / "genir_corpus.json").read_text())["rows"]["documents"] == 40
+    check_converted(out)
+    assert main(["data", "debian", "--snapshot", str(snapshot), "--out", str(out), "--docs", "40"]) == 2
+    assert "not empty" in capsys.readouterr().err  # an existing folder is not overwritten without --overwrite
+    assert main(["data", "debian", "--snapshot", str(tmp_path / "missing.jsonl.gz"), "--out", str(tmp_path / "x")]) == 2

@@ -183,3 +183,27 @@ def test_continual_summary_on_a_hand_computed_matrix():
     assert s["learning"] == pytest.approx((0.9 + 0.8 + 0.4) / 3) and s["newest"] == 0.4
     with pytest.raises(ValueError):
         continual_summary([[0.1, 0.2]])
+
+
+def test_cached_encoder_runs_mpnet_layer_by_layer(tmp_path, corpus):
+    """all-mpnet-base-v2's architecture (relative-position bias per layer), on a tiny MPNet built here."""
+    from transformers import MPNetConfig, MPNetModel
+
+    from tests.core.conftest import word_tokenizer
+
+    tok = word_tokenizer(corpus.catalogue.texts())
+    torch.manual_seed(0)
+    config = MPNetConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=80, pad_token_id=tok.pad_token_id)
+    MPNetModel(config).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    enc = CachedEncoder(tmp_path, trainable_layers=1, max_length=16).eval()
+    texts = ["alpha beta gamma", "delta", "beta beta alpha delta gamma"]
+    with torch.no_grad():
+        mine = enc(texts)
+        inputs = enc.tokenize(texts)
+        ref = masked_mean(enc.model(**inputs).last_hidden_state, inputs["attention_mask"])
+        assert torch.allclose(mine, ref, atol=5e-3)
+        hidden, mask = enc.lower(texts)
+        prompted = masked_mean(enc.upper(hidden, mask, torch.randn(3, 1, 2, 32)), mask)
+    assert prompted.shape == mine.shape and not torch.allclose(prompted, mine, atol=1e-3)

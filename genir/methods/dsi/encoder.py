@@ -13,8 +13,10 @@ outputs dropped, so every real token can attend to them and they never attend ba
 prefix-tuning with the prefix's keys and values produced by the layer's own key/value projections of one learned
 vector per position (a reparameterisation: independent key and value prefixes, as in the E-prompt class, would
 need each architecture's attention internals). It works for any encoder whose layers are called as
-``layer(hidden, additive_mask)`` (BERT, MiniLM, RoBERTa, ELECTRA); others are refused with a clear error when
-prompts or partial freezing are asked for, and are used whole through their own forward otherwise.
+``layer(hidden, additive_mask)`` (BERT, MiniLM, RoBERTa, ELECTRA) and for MPNet (all-mpnet-base-v2), whose layers
+also take the relative-position bias its encoder computes from the sequence (recomputed for the prompted
+length); others are refused with a clear error when prompts or partial freezing are asked for, and are used whole
+through their own forward otherwise.
 
 The pooled output is the attention-masked mean of the last layer (sentence-transformers' pooling for MiniLM and
 MPNet). The *query feature* that picks prompts is the same mean pooling of the cached lower output, i.e. of the
@@ -65,13 +67,19 @@ class CachedEncoder(nn.Module):
     def __init__(self, path: str | Path | None = None, *, trainable_layers: int = 2, max_length: int = 48):
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
         self.path = str(path or default_encoder_path())
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # a weight-loading bar per copy of the encoder is noise
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
             self.model = AutoModel.from_pretrained(self.path, local_files_only=True)
         except OSError as e:
             raise ConfigError(f"encoder {self.path}: cannot load an HF encoder and tokenizer there ({e})") from e
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
         self.hidden_size = int(self.model.config.hidden_size)
         self.max_length = int(max_length)
         layers = getattr(getattr(self.model, "encoder", None), "layer", None)
@@ -110,9 +118,10 @@ class CachedEncoder(nn.Module):
         self.model.embeddings.eval()
         hidden = self.model.embeddings(input_ids=enc["input_ids"])
         add = self.additive_mask(enc["attention_mask"], hidden.dtype)
+        bias = self._position_bias(hidden)
         for layer in self.model.encoder.layer[:self.split]:
             layer.eval()
-            hidden = layer(hidden, add)
+            hidden = self._layer(layer, hidden, add, bias)
         lengths = enc["attention_mask"].sum(1).tolist()
         return [hidden[i, :n].to(torch.float16).cpu() for i, n in enumerate(lengths)]
 
@@ -155,16 +164,29 @@ class CachedEncoder(nn.Module):
         """Token states of the last layer. ``prompts`` (B, trainable_layers, P, H): prefix prompts of each upper
         layer (None: no prompts)."""
         add = self.additive_mask(mask, hidden.dtype)
+        bias = self._position_bias(hidden)
         if prompts is not None:
             ones = torch.ones(mask.shape[0], prompts.shape[2], dtype=mask.dtype, device=mask.device)
             add_prompted = self.additive_mask(torch.cat([ones, mask], dim=1), hidden.dtype)
+            bias_prompted = self._position_bias(torch.cat([prompts[:, 0].to(hidden.dtype), hidden], dim=1))
         for i, layer in enumerate(self.model.encoder.layer[self.split:]):
             if prompts is None:
-                hidden = layer(hidden, add)
+                hidden = self._layer(layer, hidden, add, bias)
             else:
                 p = prompts[:, i]
-                hidden = layer(torch.cat([p.to(hidden.dtype), hidden], dim=1), add_prompted)[:, p.shape[1]:]
+                x = torch.cat([p.to(hidden.dtype), hidden], dim=1)
+                hidden = self._layer(layer, x, add_prompted, bias_prompted)[:, p.shape[1]:]
         return hidden
+
+    def _position_bias(self, hidden: torch.Tensor) -> torch.Tensor | None:
+        """MPNet's relative-position bias for a (B, T, H) input (None for encoders without one)."""
+        compute = getattr(self.model.encoder, "compute_position_bias", None)
+        return compute(hidden) if compute is not None else None
+
+    @staticmethod
+    def _layer(layer, hidden: torch.Tensor, add: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        out = layer(hidden, add) if bias is None else layer(hidden, add, position_bias=bias)
+        return out[0] if isinstance(out, tuple) else out
 
     def forward(self, texts: list[str], prompts=None, return_tokens: bool = False):
         """Pooled (B, H) embeddings (and, with ``return_tokens``, the (B, T, H) token states and mask)."""
