@@ -83,8 +83,8 @@ def cmd_train(args) -> int:
                                   "`genir train --index` trains a recommender on a dataset's interactions")
             settings["dataset"] = ds.get("name") if ds.get("name") == "ml-100k" else ds.get("source")
         seen = (manifest.get("split") or {}).get("protocol", "")
-        if "split" not in settings and seen.startswith("temporal"):
-            settings["split"] = "temporal"  # the interactions the index's IDs saw
+        if "split" not in settings and seen.startswith(("temporal", "random")):
+            settings["split"] = seen.split("(")[0]  # the interactions the index's IDs saw
         if not args.out:
             args.out = str(_index_model_dir(args.index))
         if args.resume:  # fine-tune the index's model, e.g. after `genir index add`
@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--dataset", default="ml-100k", help="'ml-100k' or a path (GroupLens folder, .inter folder, "
                                                            "csv/tsv/parquet file)")
     info.add_argument("--items", default=None, help="item side-information file for a generic interactions file")
-    info.add_argument("--split", default="loo", choices=["loo", "temporal"])
+    info.add_argument("--split", default="loo", choices=["loo", "temporal", "random"])
     info.add_argument("--kcore", type=int, default=0)
     info.set_defaults(func=cmd_data_info)
     deb = data.add_parser("debian", help="convert the Debian package-descriptions snapshot into a BEIR folder with "
@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "(default tiger), the dataset and --out (default DIR/model)")
     tr.add_argument("--dataset", default=None)
     tr.add_argument("--items", default=None)
-    tr.add_argument("--split", default=None, choices=["loo", "temporal"])
+    tr.add_argument("--split", default=None, choices=["loo", "temporal", "random"])
     tr.add_argument("--kcore", type=int, default=None)
     tr.add_argument("--config", default=None, help="YAML file of settings (overridden by key=value)")
     tr.add_argument("--out", default=None, help="run directory (checkpoints, best weights, log, results)")

@@ -172,7 +172,7 @@ def add_index_commands(subparsers) -> argparse.ArgumentParser:
     b.add_argument("--scheme", required=True, help="identifier spec, e.g. tokenizers/rq_kmeans.yaml")
     b.add_argument("--out", required=True, help="index dir to write")
     b.add_argument("--features", default=None, help=".npy/.parquet item feature matrix instead of the spec's")
-    b.add_argument("--split", default="loo", choices=["loo", "temporal"],
+    b.add_argument("--split", default="loo", choices=["loo", "temporal", "random"],
                    help="split whose training interactions give popularity, CF features and the graph (default "
                         "loo); use the protocol the models on this index are evaluated with")
     b.add_argument("--overwrite", action="store_true", help="replace an existing index dir")

@@ -67,7 +67,7 @@ SCHEME_DIR = "scheme"
 PREFIX_DIR = "prefix"
 ITEM_FIELDS = ("title", "year", "genres")  # columns a new item may have when the manifest lists none (old dirs)
 REQUIRED_FILES = (IDS_FILE, ITEMS_FILE, TABLE_FILE, f"{SCHEME_DIR}/scheme.json", f"{PREFIX_DIR}/meta.json")
-SPLITS = ("loo", "temporal")  # protocols of genir.data.make_split that build_index accepts
+SPLITS = ("loo", "temporal", "random")  # protocols of genir.data.make_split that build_index accepts
 
 
 class IndexLockedError(GenirError):
@@ -111,7 +111,7 @@ def build_index(dataset_name_or_path, spec_path: str | Path, out_dir: str | Path
     interactions can be used: CF features, popularity collisions, graph schemes). ``overrides``: spec overrides
     (``codebook_size=32``, ``collision=popularity``). ``features``: an (N, d) array or a ``.npy`` / ``.parquet``
     file used instead of the spec's named features (then new items need a matrix too). ``split``: the protocol
-    (``loo`` or ``temporal``, see :func:`genir.data.make_split`) whose training part is every interaction the
+    (``loo``, ``temporal`` or ``random``, see :func:`genir.data.make_split`) whose training part is every interaction the
     index reads: popularity (for ``collision: popularity``), CF features and the graph of a graph scheme. Use the
     protocol the models trained on this index are evaluated with, or the index leaks held-out interactions into
     their IDs; the manifest records it (``split``, :func:`split_record`). What the scheme's ``fit`` needs beyond

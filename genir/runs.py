@@ -50,7 +50,7 @@ class RunSpec:
     model: str = "sasrec"
     dataset: str = "ml-100k"
     items: str = ""  # optional item side-information file for a generic interactions file
-    split: str = "loo"  # "loo" (leave-one-out) or "temporal"
+    split: str = "loo"  # "loo" (leave-one-out), "temporal" or "random" (per user, MMRec's protocol)
     kcore: int = 0  # 0 = no filtering
     init_from: str = ""  # a run dir whose best weights initialise this run (fine-tuning)
 

@@ -11,16 +11,26 @@ from genir.data.readers import (
     read_recbole_atomic,
     recbole_ml100k_dir,
 )
-from genir.data.split import Split, k_core, leave_one_out, make_split, temporal_split
+from genir.data.split import (
+    SPLIT_PROTOCOLS,
+    Split,
+    k_core,
+    leave_one_out,
+    make_split,
+    random_split,
+    temporal_split,
+)
 
 __all__ = [
     "DATASETS",
+    "SPLIT_PROTOCOLS",
     "Dataset",
     "Split",
     "k_core",
     "leave_one_out",
     "load_dataset",
     "make_split",
+    "random_split",
     "read_beir",
     "read_grouplens_1m",
     "read_grouplens_100k",

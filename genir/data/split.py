@@ -7,6 +7,10 @@
 * :func:`temporal_split`: one global cut-off time for everyone (two quantiles of the timestamps), which avoids
   the leakage of leave-one-out described by Ji et al. (TOIS 2023): no training interaction happens after a test
   interaction of another user.
+* :func:`random_split`: the MMRec toolkit's protocol, used by the multimodal papers (MMGRec, MIG-GT, AD-DRL,
+  MetaMMF): each user's interactions are shuffled and cut 80/10/10, so valid and test hold several items per
+  user, order plays no part, and both stages see the training interactions only (MMRec's evaluation masks and
+  models use the training part, not validation, when testing).
 
 A :class:`Split` answers what every model and evaluator needs: the training interactions, the targets of a
 stage, the items a user has already seen before a stage (masked at ranking time) and the ordered histories.
@@ -61,6 +65,8 @@ class Split:
     test_rows: np.ndarray
     protocol: str
     cutoff: float | None = None  # global temporal split: training interactions are strictly before this time
+    test_sees_valid: bool = True  # whether test-time inputs and masks include the valid interactions
+    details: dict | None = None  # protocol-specific counts (e.g. users kept whole in train), shown by describe()
 
     stages = STAGES  # the evaluation protocol interface shared with genir.data.tasks.QueryRetrievalTask
 
@@ -86,9 +92,10 @@ class Split:
             raise ConfigError(f"stage must be one of {STAGES}, got {stage!r}")
 
     def known_rows(self, stage: str) -> np.ndarray:
-        """Rows a model may use as input when predicting ``stage``: train for valid, train + valid for test."""
+        """Rows a model may use as input when predicting ``stage``: train for valid; train + valid for test (train
+        only for a protocol whose test does not see validation, :func:`random_split`)."""
         self._check_stage(stage)
-        if stage == "valid":
+        if stage == "valid" or not self.test_sees_valid:
             return self.train_rows
         return np.sort(np.concatenate([self.train_rows, self.valid_rows]))
 
@@ -153,6 +160,7 @@ class Split:
             "test": len(self.test_rows),
             "valid_users": len(self.eval_users("valid")),
             "test_users": len(self.eval_users("test")),
+            **(self.details or {}),
         }
 
 
@@ -200,10 +208,58 @@ def temporal_split(dataset: Dataset, valid_frac: float = 0.1, test_frac: float =
     return Split(dataset, train, valid, test, protocol=f"temporal({valid_frac},{test_frac})", cutoff=float(t_valid))
 
 
+def random_split(dataset: Dataset, valid_frac: float = 0.1, test_frac: float = 0.1, seed: int = 0,
+                 min_interactions: int = 3) -> Split:
+    """Per user, a seeded random ``1 - valid_frac - test_frac`` / ``valid_frac`` / ``test_frac`` cut of the
+    user's distinct items (the MMRec protocol; see the module docstring).
+
+    A user with ``n >= min_interactions`` distinct items gets ``max(1, round(n * test_frac))`` test items and
+    ``max(1, round(n * valid_frac))`` valid items, and keeps at least one in train; a user with fewer keeps
+    everything in train and is not evaluated (counted in ``details["train_only_users"]``). Repeated interactions
+    with one item all fall on the item's side, so no held-out item of a user is also one of their training items.
+    The permutation depends on ``seed`` only (NumPy's PCG64), not on the machine.
+    """
+    if not (0 < valid_frac < 1 and 0 < test_frac < 1 and valid_frac + test_frac < 1):
+        raise ConfigError(f"random_split: valid_frac={valid_frac}, test_frac={test_frac} must be in (0,1), sum < 1")
+    if min_interactions < 3:
+        raise ConfigError(f"random_split: min_interactions must be >= 3 (one item each for train, valid and test), "
+                          f"got {min_interactions}")
+    inter = dataset.inter
+    u = inter["user"].to_numpy()
+    i = inter["item"].to_numpy()
+    pair = u.astype(np.int64) * dataset.num_items + i  # one key per (user, item)
+    keys, pair_of_row = np.unique(pair, return_inverse=True)
+    key_user = keys // dataset.num_items
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(len(keys)), key_user))  # users in order, each user's items shuffled
+    counts = np.bincount(key_user, minlength=dataset.num_users)
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    part = np.zeros(len(keys), dtype=np.int8)  # 0 train, 1 valid, 2 test
+    position = np.arange(len(keys)) - start[key_user[order]]  # rank of each key within its user's shuffle
+    n = counts[key_user[order]]
+    n_test = np.maximum(1, np.rint(n * test_frac)).astype(np.int64)
+    n_valid = np.maximum(1, np.rint(n * valid_frac)).astype(np.int64)
+    over = n_test + n_valid >= n  # tiny users: keep one item in train
+    n_valid = np.where(over, np.maximum(1, n - 1 - n_test), n_valid)
+    evaluated = n >= min_interactions
+    part[order] = np.where(~evaluated, 0, np.where(position < n_test, 2, np.where(position < n_test + n_valid, 1, 0)))
+    row_part = part[pair_of_row]
+    rows = np.arange(len(inter))
+    train_only = int(((counts > 0) & (counts < min_interactions)).sum())
+    return Split(dataset, rows[row_part == 0], rows[row_part == 1], rows[row_part == 2],
+                 protocol=f"random({valid_frac},{test_frac},seed={seed})", test_sees_valid=False,
+                 details={"train_only_users": train_only, "repeated_rows": int(len(inter) - len(keys))})
+
+
+SPLIT_PROTOCOLS = ("loo", "temporal", "random")
+
+
 def make_split(dataset: Dataset, protocol: str = "loo", **kwargs) -> Split:
-    """``loo`` (leave-one-out, default) or ``temporal``."""
+    """``loo`` (leave-one-out, default), ``temporal`` or ``random`` (per user, MMRec's protocol)."""
     if protocol in ("loo", "leave_one_out"):
         return leave_one_out(dataset)
     if protocol == "temporal":
         return temporal_split(dataset, **kwargs)
-    raise ConfigError(f"split protocol must be 'loo' or 'temporal', got {protocol!r}")
+    if protocol == "random":
+        return random_split(dataset, **kwargs)
+    raise ConfigError(f"split protocol must be one of {list(SPLIT_PROTOCOLS)}, got {protocol!r}")
