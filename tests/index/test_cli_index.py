@@ -15,7 +15,8 @@ from tests.index.conftest import DIM, item_frame, snapshot
 def test_parser_registers_index_commands():
     parser = build_parser()
     args = parser.parse_args(["index", "build", "--scheme", "s.yaml", "--out", "o", "codebook_size=8"])
-    assert (args.dataset, args.scheme, args.out, args.overrides) == ("ml-100k", "s.yaml", "o", ["codebook_size=8"])
+    # no --dataset: ml-100k (None here, so that --corpus can refuse an explicit --dataset)
+    assert (args.dataset, args.scheme, args.out, args.overrides) == (None, "s.yaml", "o", ["codebook_size=8"])
     assert parser.parse_args(["index", "info", "d"]).dir == "d"
     assert parser.parse_args(["index", "add", "d", "--items", "f.csv"]).items == "f.csv"
     import argparse

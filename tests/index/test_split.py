@@ -151,6 +151,17 @@ def test_default_is_leave_one_out(built, dataset):
                       "train_fingerprint": split_record(split)["train_fingerprint"], "used_for": []}
 
 
+def test_random_split_is_recorded(tmp_path, dataset, spec_file, feature_file):
+    from genir.data import random_split
+
+    out = build_index(dataset, spec_file, tmp_path / "r", features=feature_file, progress=False, split="random")
+    record = load_index(out).manifest["split"]
+    split = random_split(dataset)
+    assert record["protocol"] == "random(0.1,0.1,seed=0)" and record["cutoff"] is None
+    assert record["train_fingerprint"] == split_record(split)["train_fingerprint"]
+    assert record["train_interactions"] == len(split.train_rows) < dataset.num_interactions
+
+
 def test_fingerprint_depends_on_the_rows_only(inter_csv):
     from genir.data import Dataset, make_split
 
@@ -164,9 +175,9 @@ def test_fingerprint_depends_on_the_rows_only(inter_csv):
 
 
 def test_unknown_split_is_refused(tmp_path, dataset, spec_file, feature_file, capsys):
-    with pytest.raises(ConfigError, match=r"split: expected one of \['loo', 'temporal'\], got 'random'"):
-        build_index(dataset, spec_file, tmp_path / "x", features=feature_file, progress=False, split="random")
+    with pytest.raises(ConfigError, match=r"split: expected one of \['loo', 'temporal', 'random'\], got 'shuffled'"):
+        build_index(dataset, spec_file, tmp_path / "x", features=feature_file, progress=False, split="shuffled")
     assert not (tmp_path / "x").exists()
     with pytest.raises(SystemExit):
-        main(["index", "build", "--scheme", str(spec_file), "--out", str(tmp_path / "x"), "--split", "random"])
-    assert "invalid choice: 'random'" in capsys.readouterr().err
+        main(["index", "build", "--scheme", str(spec_file), "--out", str(tmp_path / "x"), "--split", "shuffled"])
+    assert "invalid choice: 'shuffled'" in capsys.readouterr().err
