@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baselines import baseline_arms
 
 from genir.atomic import atomic_write
-from genir.data import load_dataset, make_split
+from genir.data import SPLIT_PROTOCOLS, load_dataset, make_split
 from genir.experiment import Arm, run_arms, write_report
 from genir.methods.addrl.explain import controllability, explain_users, explanation_markdown
 
@@ -186,7 +186,8 @@ def run(seeds, split_name: str, quick: bool, out: Path, cpu: bool, modalities: s
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", default="2020,2021,2022")
-    p.add_argument("--split", default="loo", choices=["loo", "temporal"])
+    p.add_argument("--protocol", "--split", dest="split", default="loo", choices=SPLIT_PROTOCOLS, help="split protocol: leave-one-out by time (RecBole's; default), a global temporal cut, or random "
+                   "80/10/10 per user (MMRec's, the multimodal papers' own)")
     p.add_argument("--modalities", default=None, help="override the modality spec, e.g. text,kg,img=/p/img.npy")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--cpu", action="store_true", help="force CPU even if a GPU is visible")

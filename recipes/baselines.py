@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from genir.data import load_dataset, make_split
+from genir.data import SPLIT_PROTOCOLS, load_dataset, make_split
 from genir.experiment import Arm, run_arms, write_report
 
 METHODS = ("pop", "bpr", "lightgcn", "sasrec")
@@ -49,7 +49,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--seeds", default="2020,2021,2022")
-    p.add_argument("--split", default="loo", choices=["loo", "temporal"])
+    p.add_argument("--protocol", "--split", dest="split", default="loo", choices=SPLIT_PROTOCOLS, help="split protocol: leave-one-out by time (RecBole's; default), a global temporal cut, or random "
+                   "80/10/10 per user (MMRec's, the multimodal papers' own)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--cpu", action="store_true", help="force CPU even if a GPU is visible")
     p.add_argument("--out", default=None)

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baselines import baseline_arms
 
 from genir.atomic import atomic_write
-from genir.data import load_dataset, make_split
+from genir.data import SPLIT_PROTOCOLS, load_dataset, make_split
 from genir.experiment import Arm, run_arms, split_settings, write_report
 
 # chosen on the validation split (--tune shows the comparison); see genir/methods/metammf/README.md
@@ -134,7 +134,7 @@ def plot_sweep(rows: list[dict], path: Path) -> None:
 def run(args) -> dict:
     t0 = time.perf_counter()
     load0 = os.getloadavg()
-    split = make_split(load_dataset("ml-100k"), "loo")
+    split = make_split(load_dataset("ml-100k"), args.protocol)
     seeds = [int(s) for s in args.seeds.split(",")]
     sweep_seeds = [int(s) for s in args.sweep_seeds.split(",")] if args.sweep_seeds else seeds[:1]
     common = {"progress": False, "cpu": args.cpu}
@@ -215,7 +215,7 @@ def run(args) -> dict:
 def tune(args) -> int:
     """Validation-only comparison behind TUNED: MetaMMF-CP with each setting changed from TUNED, over the seeds
     (test metrics are not looked at). Writes tuning.json and prints valid NDCG@10 mean +- std."""
-    split = make_split(load_dataset("ml-100k"), "loo")
+    split = make_split(load_dataset("ml-100k"), args.protocol)
     seeds = [int(s) for s in args.seeds.split(",")]
     common = {"progress": False, "cpu": args.cpu, "modalities": args.modalities, "fusion": "cp",
               "cp_rank": MAIN_RANK}
@@ -249,11 +249,13 @@ def main(argv=None) -> int:
     p.add_argument("--tune", action="store_true")
     p.add_argument("--cpu", action="store_true", help="force CPU even if a GPU is visible")
     p.add_argument("--out", default=None)
+    p.add_argument("--protocol", default="loo", choices=SPLIT_PROTOCOLS, help="split protocol: leave-one-out by time (RecBole's; default), a global temporal cut, or random "
+                   "80/10/10 per user (MMRec's, the multimodal papers' own)")
     args = p.parse_args(argv)
     if args.quick:
         args.seeds = args.seeds if "--seeds" in (argv or sys.argv) else "2020"
         args.ranks = args.ranks if "--ranks" in (argv or sys.argv) else "2,8"
-    args.out = args.out or f"runs/metammf/{'tune-' if args.tune else ''}{'quick-' if args.quick else ''}" \
+    args.out = args.out or f"runs/metammf/{args.protocol}-{'tune-' if args.tune else ''}{'quick-' if args.quick else ''}" \
                            f"{time.strftime('%Y%m%d-%H%M%S')}"
     if args.tune:
         return tune(args)

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baselines import baseline_arms
 
-from genir.data import load_dataset, make_split
+from genir.data import SPLIT_PROTOCOLS, load_dataset, make_split
 from genir.experiment import Arm, Experiment, run_arms, worker_pool, write_report
 from genir.features.modalities import load_modalities
 
@@ -46,19 +46,19 @@ QUICK_GRID = (1, 2)
 QUICK_BRANCHES = ("text",)
 
 
-_SPLIT = None
+_SPLIT = None  # (protocol, split) of this worker process
 
 
-def _job(job: tuple[Arm, int, dict]) -> tuple[str, int, dict, list, list]:
+def _job(job: tuple[Arm, int, dict, str]) -> tuple[str, int, dict, list, list]:
     """One (arm, seed) run in a worker process (one torch thread; the split is loaded once per worker)."""
     global _SPLIT
     import torch
 
     torch.set_num_threads(1)
-    if _SPLIT is None:
-        _SPLIT = make_split(load_dataset("ml-100k"), "loo")
-    arm, seed, common = job
-    exp = run_arms([arm], [seed], _SPLIT, common=common, log=lambda s: None)
+    arm, seed, common, protocol = job
+    if _SPLIT is None or _SPLIT[0] != protocol:
+        _SPLIT = (protocol, make_split(load_dataset("ml-100k"), protocol))
+    exp = run_arms([arm], [seed], _SPLIT[1], common=common, log=lambda s: None)
     return arm.label, seed, exp.runs[arm.label][0], exp.curves[arm.label][0], exp.losses[arm.label][0]
 
 
@@ -68,7 +68,7 @@ def run_parallel(arms: list[Arm], seeds: list[int], split, common: dict, workers
     operations are small)."""
     if workers <= 1:
         return run_arms(arms, seeds, split, common=common, log=log)
-    jobs = [(arm, seed, common) for arm in arms for seed in seeds]
+    jobs = [(arm, seed, common, split.protocol) for arm in arms for seed in seeds]
     jobs.sort(key=lambda j: j[0].method in BASELINES)  # longest runs first: better packing on the workers
     done: dict[tuple[str, int], tuple] = {}
     with worker_pool(workers) as pool:
@@ -159,10 +159,11 @@ def verdict(test: dict, label: str = "miggt") -> str:
             f"({best_base}: {base['mean']:.4f} ± {base['std']:.4f}); difference {ours['mean'] - base['mean']:+.4f}.")
 
 
-def run(seeds, quick: bool, out: Path, cpu: bool, search_seed: int, search: bool, workers: int) -> dict:
+def run(seeds, quick: bool, out: Path, cpu: bool, search_seed: int, search: bool, workers: int,
+        protocol: str = "loo") -> dict:
     t0, load0 = time.perf_counter(), [round(x, 2) for x in os.getloadavg()]
     log = lambda s: print(s, flush=True)
-    split = make_split(load_dataset("ml-100k"), "loo")
+    split = make_split(load_dataset("ml-100k"), protocol)
     common = {"progress": False, "cpu": cpu}
     load_modalities(split, "text,kg,cf")  # build (or read the cache of) the features once, before the workers
     branches = QUICK_BRANCHES if quick else BRANCHES
@@ -211,10 +212,12 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="runs in parallel, one torch thread each (1: in this process, torch's threads)")
     p.add_argument("--out", default=None)
+    p.add_argument("--protocol", default="loo", choices=SPLIT_PROTOCOLS, help="split protocol: leave-one-out by time (RecBole's; default), a global temporal cut, or random "
+                   "80/10/10 per user (MMRec's, the multimodal papers' own)")
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
-    out = Path(args.out or f"runs/miggt/{'quick-' if args.quick else ''}{time.strftime('%Y%m%d-%H%M%S')}")
-    run(seeds, args.quick, out, args.cpu, args.search_seed, not args.no_search, args.workers)
+    out = Path(args.out or f"runs/miggt/{args.protocol}-{'quick-' if args.quick else ''}{time.strftime('%Y%m%d-%H%M%S')}")
+    run(seeds, args.quick, out, args.cpu, args.search_seed, not args.no_search, args.workers, args.protocol)
     return 0
 
 

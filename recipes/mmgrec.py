@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genir.data import load_dataset, make_split
+from genir.data import SPLIT_PROTOCOLS, load_dataset, make_split
 from genir.experiment import Arm, run_arms, write_report
 from genir.training import bf16_is_native
 
@@ -69,8 +69,9 @@ QUICK_MODEL = {"d_model": 32, "num_heads": 2, "d_ff": 64, "num_encoder_layers": 
 QUICK_INDEX = {"epochs": 5, "graph_epochs": 2}
 
 
-def build_indexes(out: Path, quick: bool) -> dict[str, Path]:
-    """Index dirs of the four ID schemes, built once under ``out/indexes``."""
+def build_indexes(out: Path, quick: bool, protocol: str = "loo") -> dict[str, Path]:
+    """Index dirs of the four ID schemes, built once under ``out/indexes`` on the training part of ``protocol``'s
+    split (the graph and popularity read it)."""
     import yaml
 
     from genir.index import build_index
@@ -94,7 +95,7 @@ def build_indexes(out: Path, quick: bool) -> dict[str, Path]:
                 ov = {}
         t = time.perf_counter()
         if not (target / "manifest.json").is_file():
-            build_index("ml-100k", spec_path, target, ov, progress=False)
+            build_index("ml-100k", spec_path, target, ov, progress=False, split=protocol)
         print(f"index {name}: {target} ({time.perf_counter() - t:.0f}s)", flush=True)
         dirs[name] = target
     return dirs
@@ -201,14 +202,14 @@ def plot_indexes(stats: dict[str, dict], out: Path) -> None:
 
 
 def run(seeds: list[int], quick: bool, out: Path, cpu: bool, only: list[str] | None = None,
-        report_only: bool = False, workers: int = 1, threads: int | None = None) -> dict:
+        report_only: bool = False, workers: int = 1, threads: int | None = None, protocol: str = "loo") -> dict:
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    indexes = build_indexes(out, quick)
+    indexes = build_indexes(out, quick, protocol)
     index_seconds = time.perf_counter() - t0
     stats = index_stats(indexes)
     plot_indexes(stats, out)
-    split = make_split(load_dataset("ml-100k"), "loo")
+    split = make_split(load_dataset("ml-100k"), protocol)
     chosen = [a for a in arms(indexes, quick, cpu) if only is None or a.label in only]
 
     exp = run_arms(chosen, seeds, split, common={"progress": False, "cpu": cpu}, journal=out / "runs",
@@ -238,13 +239,16 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=1,
                    help="runs trained at once in separate processes (2 on a 2-core CPU, with --threads 1)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per worker process")
+    p.add_argument("--protocol", default="loo", choices=SPLIT_PROTOCOLS, help="split protocol: leave-one-out by time (RecBole's; default), a global temporal cut, or random "
+                   "80/10/10 per user (MMRec's, the multimodal papers' own)")
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.quick and args.seeds == "2020,2021,2022":
         seeds = [2020]
-    out = Path(args.out or f"runs/mmgrec/{'quick-' if args.quick else ''}{time.strftime('%Y%m%d-%H%M%S')}")
+    out = Path(args.out or f"runs/mmgrec/{args.protocol}-{'quick-' if args.quick else ''}"
+                           f"{time.strftime('%Y%m%d-%H%M%S')}")
     run(seeds, args.quick, out, args.cpu, args.arms.split(",") if args.arms else None, args.report_only,
-        args.workers, args.threads)
+        args.workers, args.threads, args.protocol)
     return 0
 
 

@@ -254,8 +254,34 @@ def random_split(dataset: Dataset, valid_frac: float = 0.1, test_frac: float = 0
 SPLIT_PROTOCOLS = ("loo", "temporal", "random")
 
 
+def _parse_protocol(protocol: str) -> tuple[str, dict]:
+    """A recorded protocol (``Split.protocol``: ``temporal(0.1,0.1)``, ``random(0.1,0.1,seed=0)``) as a name and
+    the keyword arguments that rebuild it, so a run or index that recorded its split can make it again."""
+    name, paren, rest = protocol.partition("(")
+    if not paren:
+        return protocol, {}
+    if not rest.endswith(")"):
+        raise ConfigError(f"split protocol {protocol!r}: unbalanced parentheses")
+    kwargs: dict = {}
+    positional = ("valid_frac", "test_frac")
+    for j, part in enumerate(p.strip() for p in rest[:-1].split(",") if p.strip()):
+        key, eq, value = part.partition("=")
+        if not eq:
+            if j >= len(positional):
+                raise ConfigError(f"split protocol {protocol!r}: unexpected argument {part!r}")
+            key, value = positional[j], part
+        try:
+            kwargs[key.strip()] = int(value) if key.strip() == "seed" else float(value)
+        except ValueError:
+            raise ConfigError(f"split protocol {protocol!r}: {key.strip()} must be a number, got {value!r}") from None
+    return name, kwargs
+
+
 def make_split(dataset: Dataset, protocol: str = "loo", **kwargs) -> Split:
-    """``loo`` (leave-one-out, default), ``temporal`` or ``random`` (per user, MMRec's protocol)."""
+    """``loo`` (leave-one-out, default), ``temporal`` or ``random`` (per user, MMRec's protocol); a protocol as a
+    split records it (``random(0.1,0.1,seed=0)``) rebuilds that split."""
+    protocol, recorded = _parse_protocol(protocol)
+    kwargs = {**recorded, **kwargs}
     if protocol in ("loo", "leave_one_out"):
         return leave_one_out(dataset)
     if protocol == "temporal":

@@ -35,6 +35,11 @@ def test_ml100k_ratios_disjoint_and_seeded(ml100k):
     other = random_split(ml100k, seed=1)
     assert np.array_equal(again.test_rows, s.test_rows) and not np.array_equal(other.test_rows, s.test_rows)
     assert again.fingerprint() == s.fingerprint() != other.fingerprint()
+    # the recorded protocol rebuilds the same split (a run dir or an index manifest stores it)
+    assert make_split(ml100k, other.protocol).fingerprint() == other.fingerprint()
+    assert make_split(ml100k, "temporal(0.2,0.1)").protocol == "temporal(0.2,0.1)"
+    with pytest.raises(ConfigError, match="seed must be a number"):
+        make_split(ml100k, "random(0.1,0.1,seed=x)")
     # the held-out part is random, not the user's latest interactions (leave-one-out's)
     ts = ml100k.inter["timestamp"].to_numpy()
     latest = ml100k.inter.assign(t=ts).groupby("user")["t"].transform("max").to_numpy()

@@ -31,3 +31,16 @@ def test_one_tuning_job_reports_validation_only():
     r = tune_baselines._one(("bpr", {"lr": 1e-2, "epochs": 2, "embedding_size": 16}, True))
     assert r["method"] == "bpr" and 0.0 < r["valid"]["ndcg@10"] <= 1.0 and r["best_epoch"] in (1, 2)
     assert "test" not in r
+
+
+def test_baselines_quick_under_the_random_protocol(tmp_path):
+    """MMRec's protocol end to end: several held-out items per user, train-only masks, recorded in the results."""
+    out = tmp_path / "random"
+    assert baselines.main(["--quick", "--seeds", "1", "--protocol", "random", "--out", str(out), "--cpu"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    split = res["split"]
+    assert split["protocol"] == "random(0.1,0.1,seed=0)" and split["test_users"] == 943
+    assert split["test"] > 5 * 943 and split["train_only_users"] == 0  # ~10 test items per user, not one
+    for agg in res["test"].values():
+        assert 0.0 <= agg["recall@10"]["mean"] <= 1.0
+    assert res["test"]["pop"]["recall@20"]["mean"] > 0.05  # popularity finds some of ~10 held-out items
