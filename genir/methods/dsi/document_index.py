@@ -62,15 +62,14 @@ def read_documents(folder: str | Path, *, step: int | None = None, pseudo: int =
     from genir.data.pseudo_queries import with_pseudo_queries
 
     task = read_beir(folder)
+    steps = task.steps or [np.arange(len(task.catalogue))]  # no steps.tsv: every document is step 0
     if step is None:
         items = np.arange(len(task.catalogue))
+    elif 0 <= step < len(steps):
+        items = steps[step]
     else:
-        if not task.steps or len(task.steps) == 1 and step != 0:
-            raise DatasetError(f"{Path(folder) / 'steps.tsv'}: no corpus step {step} (the folder has "
-                               f"{max(1, len(task.steps))} step(s))")
-        if not 0 <= step < len(task.steps):
-            raise DatasetError(f"{Path(folder) / 'steps.tsv'}: no corpus step {step} (steps 0..{len(task.steps) - 1})")
-        items = task.steps[step] if task.steps else np.arange(len(task.catalogue))
+        raise DatasetError(f"{Path(folder) / 'steps.tsv'}: no corpus step {step} (steps 0..{len(steps) - 1}"
+                           f"{'' if task.steps else ': the folder has no steps.tsv'})")
     if pseudo > 0:
         task = with_pseudo_queries(task, pseudo, seed=seed)
     local = np.full(len(task.catalogue), -1, dtype=np.int64)

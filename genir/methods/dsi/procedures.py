@@ -104,7 +104,7 @@ def train_dsi(model, task, items: np.ndarray, evaluator, cfg: DSIConfig, seed: i
     """Train an atomic or semantic DSI on the pairs of ``items`` (D0), keeping the best epoch on ``evaluator``
     (not consulted for a single epoch: there is nothing to choose, and a beam-search validation pass is not free)."""
     return fit_pairs(model, pairs_of(task, items), evaluator if cfg.epochs > 1 else None, cfg, epochs=cfg.epochs,
-                lr=cfg.lr, seed=seed, progress=progress)
+                     lr=cfg.lr, seed=seed, progress=progress)
 
 
 def _unit_rows(model: AtomicDSI, texts: list[str]) -> torch.Tensor:
@@ -119,7 +119,7 @@ def sequential_step(model: AtomicDSI, task, items: np.ndarray, cfg: DSIConfig, s
     for block in model.blocks:
         block.requires_grad_(True)
     return fit_pairs(model, pairs_of(task, items, ("indexing", "pseudo")), None, cfg, epochs=cfg.step_epochs,
-                lr=cfg.step_lr, seed=seed, progress=progress)
+                     lr=cfg.step_lr, seed=seed, progress=progress)
 
 
 def prompt_model(model: AtomicDSI, texts: list[str], cfg: DSIConfig, *, learn_keys: bool,
