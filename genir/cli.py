@@ -9,6 +9,7 @@
     genir retrieve --index DIR | --run RUN  --history 1,50,181 -k 10 | --user 196 | --batch FILE | --query TEXT
     genir eval --index DIR
     genir demo
+    genir serve --index DIR [--port 8000]          (HTTP: POST /retrieve, GET /health, /info, /metrics)
     genir index build --dataset ml-100k --scheme tokenizers/rqvae.yaml --out DIR | index info DIR | index add DIR --items F
     genir index build --corpus BEIR_DIR --scheme tokenizers/hkmeans_docid.yaml --out DIR | index add DIR --corpus NEW
     genir retrieve --index DIR --query "image viewer" -k 10      (a document index: ids, synopses, scores)
@@ -252,7 +253,9 @@ def cmd_retrieve(args) -> int:
         answer = model.retrieve([args.query], k=args.k)
         queries = [(f"query {args.query!r}", None, None)]
         results = [[(int(i), float(s)) for i, s in zip(answer.items[0].tolist(), answer.scores[0].tolist()) if i >= 0]]
-    ids, titles = _item_names(model, split)
+    from genir.runs import item_names
+
+    ids, titles = item_names(model, split)
     if args.query is None:
         queries = _retrieve_queries(args, split, ids)
         results = model.recommend([h for _, h, _ in queries], k=args.k, users=[u for _, _, u in queries])
@@ -280,22 +283,16 @@ def _retrieve_documents(args) -> int:
     return 0
 
 
-def _item_names(model, split) -> tuple[list[str], list[str]]:
-    """External ids and titles of every item a model can return: the dataset's, then (for a model on an index
-    that grew with `genir index add`) the added items' from the index."""
-    ds = split.dataset
-    ids = [str(x) for x in ds.item_ids]
-    titles = [ds.title(i) for i in range(ds.num_items)]
-    index_dir = getattr(model.config, "index", "")
-    if index_dir and getattr(model, "num_index_items", ds.num_items) > ds.num_items:
-        from genir.index import load_index
+def cmd_serve(args) -> int:
+    from genir.serve import serve
 
-        items = load_index(index_dir).items
-        extra = items.iloc[ds.num_items:]
-        ids += extra["item"].astype(str).tolist()
-        titles += [str(t) if isinstance(t, str) else f"item {i}"
-                   for t, i in zip(extra.get("title", extra["item"]), extra["item"])]
-    return ids, titles
+    if bool(args.index) == bool(args.run):
+        from genir.errors import ConfigError
+
+        raise ConfigError("genir serve: give --index DIR (a document index, or an index with its model) or --run RUN")
+    serve(args.index, args.run, host=args.host, port=args.port, max_batch=args.max_batch,
+          max_wait_ms=args.max_wait_ms)
+    return 0
 
 
 def cmd_demo(args) -> int:
@@ -378,6 +375,15 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("-k", type=int, default=10)
     rt.set_defaults(func=cmd_retrieve)
 
+    sv = sub.add_parser("serve", help="retrieval over HTTP: POST /retrieve, GET /health, /info, /metrics; "
+                        "concurrent requests are batched into one model call")
+    sv.add_argument("--index", default=None, help="an index dir (its model in DIR/model, or a document index)")
+    sv.add_argument("--run", default=None, help="a run dir instead")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--max-batch", type=int, default=64, help="requests per model call at most")
+    sv.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch")
+    sv.set_defaults(func=cmd_serve)
     de = sub.add_parser("demo", help="semantic-ID index, a small generator and SASRec on MovieLens-100K: "
                                      "recommendations side by side, index stats, metrics")
     de.add_argument("--quick", action="store_true", help="one epoch each (for tests)")

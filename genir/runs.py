@@ -321,3 +321,21 @@ def evaluate_model(model: Recommender, split: Split, stage: str = "test", device
     model.prepare_eval()
     ev = FullRankingEvaluator(split, stage)
     return ev.evaluate(lambda b: model.full_scores(b.to(device)))
+
+
+def item_names(model, split) -> tuple[list[str], list[str]]:
+    """External ids and titles of every item a model can return: the dataset's, then (for a model on an index
+    that grew with `genir index add`) the added items' from the index."""
+    ds = split.dataset
+    ids = [str(x) for x in ds.item_ids]
+    titles = [ds.title(i) for i in range(ds.num_items)]
+    index_dir = getattr(model.config, "index", "")
+    if index_dir and getattr(model, "num_index_items", ds.num_items) > ds.num_items:
+        from genir.index import load_index
+
+        items = load_index(index_dir).items
+        extra = items.iloc[ds.num_items:]
+        ids += extra["item"].astype(str).tolist()
+        titles += [str(t) if isinstance(t, str) else f"item {i}"
+                   for t, i in zip(extra.get("title", extra["item"]), extra["item"])]
+    return ids, titles

@@ -101,6 +101,21 @@ def test_build_add_retrieve_and_refusals(beir, tmp_path, capsys):
     assert main(["retrieve", "--index", str(out), "--history", "1,2"]) == 2
     assert "--query" in capsys.readouterr().err
 
+    # served over HTTP: text queries, document ids with their synopses
+    from fastapi.testclient import TestClient
+
+    from genir.serve import Server, create_app
+
+    with TestClient(create_app(Server(out, max_wait_ms=1))) as client:
+        row = d1.iloc[0]
+        r = client.post("/retrieve", json={"query": row["text"], "k": 10})
+        assert r.status_code == 200 and len(r.json()["results"]) == 10
+        assert [x["item"] for x in r.json()["results"]] == [d for d, _, _ in after.search([row["text"]], k=10)[0]]
+        assert all(x["title"].isupper() for x in r.json()["results"])
+        r = client.post("/retrieve", json={"history": ["doc1"]})
+        assert r.status_code == 400 and "text queries" in r.json()["error"]
+        assert client.get("/info").json()["prompted"] is True
+
 
 def test_semantic_document_index_decodes_existing_docids_and_is_not_extended(beir, tmp_path, capsys):
     folder, encoder, queries = beir
