@@ -169,7 +169,7 @@ class QueryCache:
             model.eval()
             emb = torch.cat([model.embed_queries(part["text"].tolist()[i:i + 256])[0]
                              for i in range(0, len(part), 256)]) if len(part) else torch.empty(0, 1)
-            own = model._row_of(torch.as_tensor(part["item"].to_numpy()))
+            own = model._row_of(torch.tensor(part["item"].to_numpy()))
             self.embeddings = emb
             self.own_scores = (emb * model.weight()[own]).sum(1) if len(part) else torch.empty(0)
 
