@@ -144,3 +144,33 @@ def test_genir_serve_answers_over_real_http(trained, dataset):
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode in (0, -signal.SIGTERM), out  # uvicorn shuts down, then re-raises the signal it caught
     assert "genir serve: tiger over" in out and "Traceback" not in out
+
+
+@pytest.mark.slow
+def test_load_benchmark_runs_batched_and_unbatched(trained, inter_file, tmp_path, capsys):
+    """benchmarks/serve_load.py end to end on tiny models: every request answered, both modes, JSON and plot
+    (slow: eight server processes start, ~100 s on 2 cores)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import serve_load
+
+    sasrec = tmp_path / "sasrec"
+    assert main(["train", "--model", "sasrec", "--dataset", str(inter_file), "--out", str(sasrec), "epochs=1",
+                 "progress=false", "cpu=true", "hidden_size=16"]) == 0
+    out = tmp_path / "load.json"
+    assert serve_load.main(["--tiger-index", str(trained), "--sasrec-run", str(sasrec), "--dataset", str(inter_file),
+                            "--concurrency", "1,8", "--requests", "16", "--soak-seconds", "6",
+                            "--server-threads", "1", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    for name in ("tiger", "sasrec"):
+        model = res["models"][name]
+        for mode in ("batched", "unbatched"):
+            levels = model["modes"][mode]["levels"]
+            assert [x["concurrency"] for x in levels] == [1, 8]
+            assert all(x["error_count"] == 0 and x["answered"] >= 16 for x in levels)
+        assert model["modes"]["unbatched"]["batch_histogram"]["sum"] == model["modes"]["unbatched"]["batch_histogram"]["count"]
+        assert model["soak"]["result"]["error_count"] == 0 and model["soak"]["rss_mb"]
+    assert out.with_suffix(".png").stat().st_size > 10_000
