@@ -44,6 +44,8 @@ class DSIConfig(Config):
     step_epochs: int = param(3, "epochs on each new corpus D_t", min=1)
     step_lr: float = param(1e-3, "learning rate of the incremental steps", min=0.0)
     n_topics: int = param(32, "topic count = prompt-pool size (k-means over D0's document features)", min=1)
+    center_keys: bool = param(False, "centre query features and topic keys on D0's mean document feature "
+                              "before the cosine (not in the paper; see PromptPool)")
     prompt_length: int = param(5, "prompt vectors per selected entry and layer (E-prompt's default)", min=1)
     top_k: int = param(2, "pool entries selected per query", min=1)
     pull_weight: float = param(0.5, "weight of L2P's key-pull loss (learned keys only)", min=0.0)
@@ -128,16 +130,18 @@ def prompt_model(model: AtomicDSI, texts: list[str], cfg: DSIConfig, *, learn_ke
     random keys (L2P)."""
     enc = model.encoder
     features = enc.features(texts).numpy()
+    center = torch.from_numpy(features.mean(0)) if cfg.center_keys else None
     if learn_keys:
         g = torch.Generator().manual_seed(seed)
         keys = torch.randn(cfg.n_topics, enc.hidden_size, generator=g)
     else:
-        keys = torch.from_numpy(topic_keys(features, cfg.n_topics, seed))
+        keys = torch.from_numpy(topic_keys(features - (0.0 if center is None else center.numpy()), cfg.n_topics,
+                                           seed))
     sample = np.random.default_rng(seed).choice(len(texts), size=min(256, len(texts)), replace=False)
     hidden, mask = enc.lower([texts[i] for i in sample])
     init = hidden[mask.bool()]  # real token states of D0 documents
     pool = PromptPool(keys, enc.num_layers - enc.split, cfg.prompt_length, cfg.top_k, learn_keys=learn_keys,
-                      init=init, seed=seed)
+                      init=init, seed=seed, center=center)
     for block in model.blocks:
         block.requires_grad_(False)
     return PromptedDSI(model, pool, pull_weight=cfg.pull_weight)

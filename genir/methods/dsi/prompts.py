@@ -51,12 +51,18 @@ class PromptPool(nn.Module):
         keys: (pool, H) initial keys (topic centroids for PromptDSI, random for L2P).
         learn_keys: train the keys with L2P's pull loss (False: fixed keys).
         init: (M, H) hidden states the prompt vectors are drawn from (so they start at the scale of real tokens).
+        center: (H,) subtracted from every query feature before the cosine (None: raw features). Mean-pooled
+            features of a frozen encoder share a large common direction, and short queries sit closer to it
+            than the documents the topic keys were fitted on, so raw cosines send most queries to the few keys
+            nearest that direction; centring on the D0 documents' mean feature removes it (keys fitted on
+            centred features too, see :func:`topic_keys`). Not in the paper; off by default.
     """
 
     def __init__(self, keys: torch.Tensor, layers: int, length: int, top_k: int, *, learn_keys: bool,
-                 init: torch.Tensor, seed: int = 0):
+                 init: torch.Tensor, seed: int = 0, center: torch.Tensor | None = None):
         super().__init__()
         pool, hidden = keys.shape
+        self.register_buffer("center", torch.zeros(hidden) if center is None else center.float().clone())
         self.top_k = min(int(top_k), pool)
         self.learn_keys = learn_keys
         self.keys = nn.Parameter(keys.float().clone(), requires_grad=learn_keys)
@@ -69,7 +75,7 @@ class PromptPool(nn.Module):
 
     def select(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-k pool entries per query (B, top_k) and the mean cosine of the chosen keys (B,)."""
-        cos = F.normalize(features.float(), dim=-1) @ F.normalize(self.keys, dim=-1).T
+        cos = F.normalize(features.float() - self.center, dim=-1) @ F.normalize(self.keys, dim=-1).T
         top = cos.topk(self.top_k, dim=1)
         usage = self.train_usage if self.training else self.eval_usage
         usage += torch.bincount(top.indices.flatten(), minlength=self.keys.shape[0])
