@@ -207,3 +207,20 @@ def test_cached_encoder_runs_mpnet_layer_by_layer(tmp_path, corpus):
         hidden, mask = enc.lower(texts)
         prompted = masked_mean(enc.upper(hidden, mask, torch.randn(3, 1, 2, 32)), mask)
     assert prompted.shape == mine.shape and not torch.allclose(prompted, mine, atol=1e-3)
+
+
+def test_pool_centring_removes_the_shared_direction():
+    """Features that share a large common direction all pick the key nearest it on raw cosines; centred on
+    their mean, each picks its own topic's key."""
+    from genir.methods.dsi.prompts import PromptPool
+
+    common = torch.zeros(8)
+    common[0] = 10.0
+    topics = torch.eye(8)[1:5]  # four topic directions, orthogonal to the common one
+    features = common + torch.cat([topics[i].expand(5, 8) for i in range(4)]) + 0.01 * torch.randn(20, 8)
+    keys = torch.cat([topics[:3], (common / 10 + topics[3])[None]])  # the last key leans toward the common part
+    init = torch.randn(4, 8)
+    raw = PromptPool(keys, 1, 1, 1, learn_keys=False, init=init)
+    centred = PromptPool(keys, 1, 1, 1, learn_keys=False, init=init, center=features.mean(0))
+    assert raw.select(features)[0].unique().tolist() == [3]
+    assert centred.select(features)[0].flatten().tolist() == [i for i in range(4) for _ in range(5)]
