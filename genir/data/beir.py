@@ -99,15 +99,22 @@ def _text_field(obj: dict, key: str, path: Path, lineno: int, required: bool) ->
     return obj[key]
 
 
+def _unique_ids(path: Path) -> Iterator[tuple[int, dict, str]]:
+    """(line number, object, its ``_id``) for each line of a JSON-lines file; a repeated ``_id`` is an error."""
+    seen: dict[str, int] = {}
+    for lineno, obj in _json_lines(path):
+        key = _id_field(obj, path, lineno)
+        if key in seen:
+            raise DatasetError(f"{path}:{lineno}: duplicate _id {key!r} (first on line {seen[key]})")
+        seen[key] = lineno
+        yield lineno, obj, key
+
+
 def _read_corpus(path: Path) -> pd.DataFrame:
     """Catalogue frame: ``id``, ``title``, ``text`` and one column per metadata key (first-seen order)."""
-    rows, seen = [], {}
+    rows = []
     meta_keys: dict[str, None] = {}
-    for lineno, obj in _json_lines(path):
-        doc_id = _id_field(obj, path, lineno)
-        if doc_id in seen:
-            raise DatasetError(f"{path}:{lineno}: duplicate _id {doc_id!r} (first on line {seen[doc_id]})")
-        seen[doc_id] = lineno
+    for lineno, obj, doc_id in _unique_ids(path):
         text = _text_field(obj, "text", path, lineno, required=True)
         title = _text_field(obj, "title", path, lineno, required=False)
         if not text.strip() and not title.strip():
@@ -129,12 +136,8 @@ def _read_corpus(path: Path) -> pd.DataFrame:
 
 
 def _read_queries(path: Path) -> pd.DataFrame:
-    rows, seen = [], {}
-    for lineno, obj in _json_lines(path):
-        qid = _id_field(obj, path, lineno)
-        if qid in seen:
-            raise DatasetError(f"{path}:{lineno}: duplicate _id {qid!r} (first on line {seen[qid]})")
-        seen[qid] = lineno
+    rows = []
+    for lineno, obj, qid in _unique_ids(path):
         text = _text_field(obj, "text", path, lineno, required=True)
         if not text.strip():
             raise DatasetError(f"{path}:{lineno}: query {qid!r} has an empty text")
