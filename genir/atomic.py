@@ -1,13 +1,18 @@
 """Atomic file writes shared by the whole library: a reader never sees half a file.
 
 Each file is written to a temporary name in its folder, flushed to disk and moved into place with
-``os.replace``; on any error the temporary file is removed and the old file (if any) is left as it was.
+``os.replace``; on any error the temporary file is removed and the old file (if any) is left as it was. A whole
+folder is replaced by :func:`exchange` (one atomic swap of two paths), so a reader never finds it missing either.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import hashlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -45,3 +50,36 @@ def _json_default(obj):
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     raise TypeError(f"not JSON-serializable: {type(obj).__name__}")
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``): a crash leaves either
+    both as they were or both swapped, never a moment without ``b``. Returns False where the kernel, the C library
+    or the file system lacks it (the caller then falls back to two renames); raises OSError for any other failure.
+    Emits the audit event ``genir.exchange`` (the fault tests stop a writer there)."""
+    sys.audit("genir.exchange", str(a), str(b))
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # glibc < 2.28, musl without it
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))

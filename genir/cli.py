@@ -403,6 +403,10 @@ def main(argv: list[str] | None = None) -> int:
     except GenirError as exc:
         print(f"genir: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full disk, a read-only or vanished folder: the file and the reason, no traceback
+        where = exc.filename if exc.filename is not None else "genir"
+        print(f"genir: error: {where}: {exc.strerror or exc} (errno {exc.errno})", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from genir.atomic import exchange, file_sha256
 from genir.errors import (
     ConfigError,
     DatasetError,
@@ -300,7 +301,7 @@ def verify_index(directory: str | Path) -> dict:
         path = directory / rel
         if not path.is_file():
             raise IndexFormatError(f"{path}: missing (listed in {directory / MANIFEST})")
-        if _sha256(path) != digest:
+        if file_sha256(path) != digest:
             raise IndexFormatError(f"{path}: sha256 does not match {directory / MANIFEST}; the file was edited or "
                                    "corrupted (rebuild the index)")
     ids_path = directory / IDS_FILE
@@ -387,7 +388,7 @@ def _add_items_locked(directory: Path, items_file, features, progress: bool, ext
     new_manifest = {k: v for k, v in manifest.items() if k not in ("files", "created_at")}
     new_manifest["history"] = [*manifest.get("history", []), {
         "added": len(frame), "file": str(items_file),
-        "sha256": _sha256(Path(items_file)) if Path(items_file).is_file() else None, "at": _now(),
+        "sha256": file_sha256(Path(items_file)) if Path(items_file).is_file() else None, "at": _now(),
         "features": ("matrix" if isinstance(features, np.ndarray) else str(features)) if features is not None
         else manifest["features"]["name"]}]
 
@@ -626,7 +627,7 @@ def _write_dir(out_dir: Path, write: Callable[[Path], None], manifest: dict, ove
     try:
         write(tmp)
         table = SemanticIdTable.load(tmp)
-        files = {p.relative_to(tmp).as_posix(): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        files = {p.relative_to(tmp).as_posix(): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         if extra is not None:
             extra(tmp)
         if keep_from is not None:
@@ -695,8 +696,14 @@ def _alive(pid: int) -> bool:
 
 
 def _place(tmp: Path, out_dir: Path) -> None:
+    """Put the finished dir ``tmp`` at ``out_dir``: a rename when there is none yet, else one atomic exchange (the
+    old index then sits at ``tmp`` until it is removed; a writer killed before that leaves it to ``_clean_stale``),
+    or, where the system cannot exchange, two renames with a backup that ``_clean_stale`` puts back."""
     if not out_dir.exists():
         os.replace(tmp, out_dir)
+        return
+    if exchange(tmp, out_dir):
+        shutil.rmtree(tmp, ignore_errors=True)
         return
     backup = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
     shutil.rmtree(backup, ignore_errors=True)
@@ -707,14 +714,6 @@ def _place(tmp: Path, out_dir: Path) -> None:
         os.replace(backup, out_dir)
         raise
     shutil.rmtree(backup, ignore_errors=True)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _now() -> str:

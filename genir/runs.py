@@ -26,8 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from safetensors.numpy import load_file as load_numpy
-from safetensors.torch import load_file
 
 import genir
 from genir.atomic import atomic_write
@@ -36,6 +34,7 @@ from genir.errors import CheckpointError, ConfigError
 from genir.eval import FullRankingEvaluator
 from genir.methods import Recommender, build_method, get_method
 from genir.models.base import preloaded_inputs
+from genir.tensor_files import load_tensors, save_tensors
 from genir.training import Trainer, TrainerConfig, TrainResult
 
 RUN_FIELDS = ("model", "dataset", "items", "split", "kcore", "init_from")
@@ -171,7 +170,7 @@ def train_run(spec: RunSpec, method: dict, trainer: TrainerConfig, split: Split 
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         arrays, layout = flatten_inputs(model.saved_inputs)
-        atomic_write(out / INPUTS_FILE, lambda fh: fh.write(_safetensors_bytes(arrays)))
+        save_tensors(out / INPUTS_FILE, arrays or {"_empty": np.zeros(0, dtype=np.float32)})
         _write_json(out / "run.json", {
             "spec": asdict(spec), "method": _portable_method(model.config.to_dict(), out), "trainer": asdict(trainer),
             "split": split.describe(), "dataset": split.dataset.describe(), "inputs": layout,
@@ -210,16 +209,10 @@ def load_run(run_dir: str | Path) -> tuple[Recommender, Split, dict]:
     if "inputs" in info:
         if not (d / INPUTS_FILE).is_file():
             raise CheckpointError(f"{d}: {INPUTS_FILE} is missing (the run's data-derived inputs)")
-        try:
-            inputs = unflatten_inputs(load_numpy(str(d / INPUTS_FILE)), info["inputs"])
-        except Exception as exc:  # noqa: BLE001  safetensors raises its own error types for damaged files
-            raise CheckpointError(f"{d / INPUTS_FILE}: cannot read the run's inputs ({exc})") from None
+        inputs = unflatten_inputs(load_tensors(d / INPUTS_FILE, framework="np"), info["inputs"])
     with preloaded_inputs(inputs):
         model = build_method(spec.model, split, method)
-    try:
-        state = load_file(str(d / WEIGHTS_FILE))
-    except Exception as exc:  # noqa: BLE001  safetensors raises its own error types for damaged files
-        raise CheckpointError(f"{d / WEIGHTS_FILE}: cannot read weights ({exc})") from None
+    state = load_tensors(d / WEIGHTS_FILE)
     load_weights(model, state, d / WEIGHTS_FILE, spec.model)
     model.eval()
     return model, split, info
@@ -254,7 +247,7 @@ def init_weights(model: torch.nn.Module, run_dir: Path) -> None:
     path = Path(run_dir) / WEIGHTS_FILE
     if not path.is_file():
         raise CheckpointError(f"init_from: {path} not found (a run dir with best weights)")
-    load_weights(model, load_file(str(path)), path, "init_from")
+    load_weights(model, load_tensors(path), path, "init_from")
 
 
 def _portable_method(method: dict, run_dir: Path) -> dict:
@@ -307,12 +300,6 @@ def unflatten_inputs(arrays: dict[str, np.ndarray], layout: dict) -> dict:
         else:
             out[name] = arrays[name]
     return out
-
-
-def _safetensors_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    from safetensors.numpy import save
-
-    return save(arrays) if arrays else save({"_empty": np.zeros(0, dtype=np.float32)})
 
 
 def evaluate_model(model: Recommender, split: Split, stage: str = "test", device: str | None = None) -> dict:

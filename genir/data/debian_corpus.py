@@ -31,7 +31,6 @@ groups, the rule, the seed and the source's sha256. The same snapshot and seed g
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 import re
@@ -40,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from genir.atomic import file_sha256
 from genir.data.beir import write_beir
 from genir.errors import ConfigError, DatasetError
 
@@ -73,14 +73,6 @@ def find_snapshot() -> Path:
         "*_i18n_Translation-en lists under /var/lib/apt/lists/, join Section from `apt-cache dumpavail`, and write "
         "one gzip JSON line per package with package, section, synopsis (first line) and description (the rest)"
     )
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _read_snapshot(path: Path) -> tuple[pd.DataFrame, dict]:
@@ -267,7 +259,7 @@ def debian_to_beir(snapshot: str | Path, out: str | Path, *, docs: int | None = 
         steps_summary.append(entry)
     summary = {
         "source": str(path),
-        "source_sha256": _sha256(path),
+        "source_sha256": file_sha256(path),
         "seed": seed,
         "params": {"docs": docs, "valid_share": valid_share, "test_share": test_share, "new_steps": new_steps,
                    "new_share": new_share},

@@ -26,13 +26,14 @@ import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
-from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from genir.atomic import exchange, file_sha256
 from genir.config import Config, param
 from genir.data.batches import BatchedTensorDataset, passthrough_collate
 from genir.errors import CheckpointError, ConfigError
+from genir.tensor_files import load_tensors, save_tensors
 
 OPTIMIZERS = ("adamw", "adam", "adagrad")
 
@@ -112,6 +113,22 @@ def bf16_is_native(cpu: bool = False) -> bool:
     if not cpu and torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def _verified_checkpoint_state(ckpt: Path) -> dict:
+    """The trainer state of checkpoint dir ``ckpt`` after checking the sha256 of every file it lists (checkpoints
+    written before the list existed are read unchecked)."""
+    try:
+        state = json.loads((ckpt / "trainer_state.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{ckpt / 'trainer_state.json'}: unreadable ({exc})") from None
+    for name, digest in state.pop("files", {}).items():
+        path = ckpt / name
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing from the checkpoint")
+        if file_sha256(path) != digest:
+            raise CheckpointError(f"{path}: sha256 does not match the checkpoint's record (the file is damaged)")
+    return state
 
 
 @dataclass
@@ -213,10 +230,7 @@ class Trainer:
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
             return
-        tmp = self.out / "best_model.safetensors.tmp"
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp))
-        os.replace(tmp, self.out / "best_model.safetensors")
+        save_tensors(self.out / "best_model.safetensors", model.state_dict())
 
     @staticmethod
     def _trainable_state(model) -> dict[str, torch.Tensor]:
@@ -231,15 +245,25 @@ class Trainer:
         if self.accelerator.is_main_process and tmp.exists():
             shutil.rmtree(tmp)
         self.accelerator.wait_for_everyone()
-        self.accelerator.save_state(str(tmp))
+        try:
+            self.accelerator.save_state(str(tmp))
+            if self.accelerator.is_main_process:  # the sha256 of every file, checked on resume
+                files = {p.relative_to(tmp).as_posix(): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+                (tmp / "trainer_state.json").write_text(json.dumps({**state, "files": files}))
+        except BaseException:  # a full disk, an interrupt: no half-written checkpoint.tmp stays behind
+            if self.accelerator.is_main_process:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
         if self.accelerator.is_main_process:
-            (tmp / "trainer_state.json").write_text(json.dumps(state))
             final, old = self.out / "checkpoint", self.out / "checkpoint.old"
-            if final.exists():  # swap by renames, so a crash at any point leaves one complete checkpoint
+            if final.exists() and exchange(tmp, final):  # one atomic swap; the previous checkpoint is now tmp
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:  # no exchange here: two renames, so a crash at any point leaves one complete checkpoint
+                if final.exists():
+                    shutil.rmtree(old, ignore_errors=True)
+                    os.replace(final, old)
+                os.replace(tmp, final)
                 shutil.rmtree(old, ignore_errors=True)
-                os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
         self.accelerator.wait_for_everyone()
 
     def _optimizer(self, model) -> torch.optim.Optimizer:
@@ -351,8 +375,8 @@ class Trainer:
         if c.resume:
             if ckpt is None or not (ckpt / "trainer_state.json").is_file():
                 raise CheckpointError(f"resume: no checkpoint in {ckpt or '(no output_dir set)'}")
+            state = _verified_checkpoint_state(ckpt)
             acc.load_state(str(ckpt))
-            state = json.loads((ckpt / "trainer_state.json").read_text())
             acc.print(f"resumed from {ckpt} at epoch {state['epoch']}")
         self.state = state
 
@@ -418,7 +442,7 @@ class Trainer:
         elif getattr(self, "_best_state", None) is not None:
             unwrapped.load_state_dict(self._best_state, strict=False)
         elif self.out is not None and (self.out / "best_model.safetensors").is_file():
-            best = load_file(str(self.out / "best_model.safetensors"), device=str(acc.device))
+            best = load_tensors(self.out / "best_model.safetensors", device=str(acc.device))
             unwrapped.load_state_dict(best, strict=False)
         self.model = unwrapped
         result = TrainResult(

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from genir import __version__
+from genir.atomic import file_sha256 as _sha256
 from genir.errors import DatasetError, IndexFormatError
-from genir.index import _sha256, add_items, build_index, index_info, load_index
+from genir.index import add_items, build_index, index_info, load_index
 from tests.index.conftest import DIM, item_frame, snapshot, write_spec
 
 

@@ -153,7 +153,15 @@ KILLED_ADD = """
             time.sleep(300)
             place(tmp, out)
         gi._place = slow_place
-    else:  # the old index moved to its backup, the new one not yet in place
+    elif point == "after_exchange":  # the new index in place by one swap, the old one not yet removed
+        exchange = gi.exchange
+        def slow_exchange(a, b):
+            assert exchange(a, b)
+            print("ready", flush=True)
+            time.sleep(300)
+        gi.exchange = slow_exchange
+    else:  # where the system cannot exchange: the old index moved to its backup, the new one not yet in place
+        gi.exchange = lambda a, b: False
         replace = os.replace
         def slow_replace(src, dst):
             replace(src, dst)
@@ -166,7 +174,7 @@ KILLED_ADD = """
 """
 
 
-@pytest.mark.parametrize("point", ["before_rename", "between_renames"])
+@pytest.mark.parametrize("point", ["before_rename", "after_exchange", "between_renames"])
 def test_killed_add_leaves_the_dir_byte_identical(tmp_path, built, point):
     _add_model(built)
     before = snapshot(built)
@@ -177,6 +185,9 @@ def test_killed_add_leaves_the_dir_byte_identical(tmp_path, built, point):
         assert snapshot(built) == before
         stale = tmp_path / f".idx.tmp-{proc.pid}"
         assert (stale / "manifest.json").is_file() and (stale / "model").is_dir()  # fully written, never placed
+    elif point == "after_exchange":  # the new index is complete and in place; the old one waits to be removed
+        assert load_index(built).num_items == 42
+        assert snapshot(tmp_path / f".idx.tmp-{proc.pid}") == before
     else:
         assert not built.exists()
         assert snapshot(tmp_path / f".idx.old-{proc.pid}") == before
@@ -186,7 +197,8 @@ def test_killed_add_leaves_the_dir_byte_identical(tmp_path, built, point):
     add_items(built, items2, features=feats2, progress=False)  # the next writer cleans up, then succeeds
     assert _leftovers(tmp_path) == []
     index = load_index(built)
-    assert list(index.items["item"].iloc[40:]) == ["n1"]
+    added = ["k1", "k2"] if point == "after_exchange" else []
+    assert list(index.items["item"].iloc[40:]) == [*added, "n1"]
     after = snapshot(built)
     assert {k: v for k, v in after.items() if k.startswith("model/") or k == "NOTES.md"} == \
         {k: v for k, v in before.items() if k.startswith("model/") or k == "NOTES.md"}

@@ -16,6 +16,7 @@ from genir.cli import main
 from genir.data.beir import write_beir
 from genir.methods.dsi.document_index import DocumentIndex, load_model, read_documents, save_model
 from genir.methods.dsi.procedures import DSIConfig, atomic_dsi_from, make_encoder, prompt_model
+from genir.tensor_files import load_tensors
 from tests.core.conftest import make_corpus, tiny_bert
 
 SPEC = str(Path(__file__).parents[2] / "tokenizers" / "hkmeans_docid.yaml")
@@ -149,6 +150,6 @@ def test_saved_prompted_model_answers_as_before(beir, tmp_path):
     texts = docs.texts[:7]
     with torch.no_grad():
         assert torch.allclose(loaded.eval().scores(texts), pmodel.eval().scores(texts), atol=1e-5)
-    stored = torch.load(tmp_path / "dsi" / "model.pt", weights_only=True)
+    stored = load_tensors(tmp_path / "dsi" / "model.safetensors")
     assert not [k for k in stored if "embeddings" in k or ".layer.0." in k]  # the frozen part is not stored
     assert [k for k in stored if ".layer.2." in k] and "pool.prompts" in stored

@@ -32,8 +32,10 @@ import torch
 
 from genir.atomic import atomic_write
 from genir.errors import CheckpointError, ConfigError, DatasetError
+from genir.tensor_files import load_tensors, save_tensors
 
 MODEL_DIR = "dsi"
+WEIGHTS = "model.safetensors"
 KINDS = ("atomic", "semantic")
 DISPLAY_COLUMNS = ("synopsis", "title")  # what `retrieve` shows beside a document id, first non-empty wins
 
@@ -98,7 +100,8 @@ def _stored(name: str, split: int) -> bool:
 
 
 def save_model(model, cfg, folder: Path, meta: dict) -> None:
-    """Write ``model.pt`` (the trained part of the state) and ``dsi.json`` (what rebuilds it) into ``folder``."""
+    """Write ``model.safetensors`` (the trained part of the state, self-checking: :mod:`genir.tensor_files`) and
+    ``dsi.json`` (what rebuilds it) into ``folder``."""
     from genir.methods.dsi.prompts import PromptedDSI
     from genir.methods.dsi.semantic import SemanticDSI
 
@@ -116,7 +119,7 @@ def save_model(model, cfg, folder: Path, meta: dict) -> None:
             pool = model.pool
             info["pool"] = {"size": int(pool.keys.shape[0]), "layers": int(pool.prompts.shape[1]),
                             "length": int(pool.prompts.shape[2]), "top_k": int(pool.top_k)}
-    atomic_write(folder / "model.pt", lambda fh: torch.save(state, fh))
+    save_tensors(folder / WEIGHTS, state)
     atomic_write(folder / "dsi.json", lambda fh: fh.write((json.dumps(info, indent=1) + "\n").encode()))
 
 
@@ -163,15 +166,12 @@ def load_model(index_dir: str | Path, codes: np.ndarray | None = None):
             model = PromptedDSI(model, pool, pull_weight=cfg.pull_weight)
     else:
         raise CheckpointError(f"{folder / 'dsi.json'}: unknown model kind {info.get('kind')!r}")
-    try:
-        state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as e:
-        raise CheckpointError(f"{folder / 'model.pt'}: unreadable ({e})") from None
+    state = load_tensors(folder / WEIGHTS)
     dsi = model.dsi if isinstance(model, PromptedDSI) else model
     missing, unexpected = model.load_state_dict(state, strict=False)
     wrong = [k for k in missing if _stored(k, dsi.encoder.split)] + list(unexpected)
     if wrong:
-        raise CheckpointError(f"{folder / 'model.pt'}: does not match {folder / 'dsi.json'} (e.g. {wrong[:3]})")
+        raise CheckpointError(f"{folder / WEIGHTS}: does not match {folder / 'dsi.json'} (e.g. {wrong[:3]})")
     return model.eval(), cfg, info
 
 
