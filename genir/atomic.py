@@ -12,6 +12,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -31,6 +32,11 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None:  # a failed write or flush (a full disk) names no file: name the one written
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -83,3 +89,18 @@ def exchange(a: Path, b: Path) -> bool:
     if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
         return False
     raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+
+def copy_tree(src: Path, dst: Path, copy: Callable[[Path, Path], object] = shutil.copy2) -> None:
+    """Copy the folder ``src`` to the new folder ``dst`` (symlinks as symlinks, files with ``copy``). Unlike
+    ``shutil.copytree``, which gathers failures into one ``shutil.Error`` of strings, the first failure raises as it
+    is: an OSError with its errno and file (a full disk reads as such)."""
+    dst.mkdir(parents=True)
+    for entry in sorted(src.iterdir()):
+        target = dst / entry.name
+        if entry.is_symlink():
+            os.symlink(os.readlink(entry), target)
+        elif entry.is_dir():
+            copy_tree(entry, target, copy)
+        else:
+            copy(entry, target)

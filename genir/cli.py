@@ -97,6 +97,10 @@ def cmd_train(args) -> int:
         lock = index_lock(args.index)  # no `genir index add` while the model in DIR/model is written
     elif args.resume:
         settings["resume"] = "true"
+    if args.out and not args.index:
+        from genir.index import index_lock
+
+        lock = index_lock(args.out)  # one writer per run dir: a second `genir train --out` there is refused
     if not model and "model" not in settings:
         raise ConfigError("genir train: give --model NAME (or --index DIR to train tiger on an index)")
     if args.out:
@@ -404,7 +408,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genir: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a full disk, a read-only or vanished folder: the file and the reason, no traceback
-        where = exc.filename if exc.filename is not None else "genir"
+        where = "genir" if exc.filename is None else str(exc.filename)
+        if exc.filename2 is not None:  # a copy or a rename: both ends
+            where += f" -> {exc.filename2}"
         print(f"genir: error: {where}: {exc.strerror or exc} (errno {exc.errno})", file=sys.stderr)
         return 2
 

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genir.atomic import exchange, file_sha256
+from genir.atomic import copy_tree, exchange, file_sha256
 from genir.errors import (
     ConfigError,
     DatasetError,
@@ -393,7 +393,7 @@ def _add_items_locked(directory: Path, items_file, features, progress: bool, ext
         else manifest["features"]["name"]}]
 
     def write(tmp: Path) -> None:
-        shutil.copytree(directory / SCHEME_DIR, tmp / SCHEME_DIR)
+        copy_tree(directory / SCHEME_DIR, tmp / SCHEME_DIR)
         _write_tables(tmp, table, records)
 
     new_manifest["created_at"] = manifest.get("created_at")
@@ -638,6 +638,12 @@ def _write_dir(out_dir: Path, write: Callable[[Path], None], manifest: dict, ove
                 "semantic_levels": table.semantic_levels, "files": files}
         (tmp / MANIFEST).write_text(json.dumps(full, indent=1, default=_json_default) + "\n")
         _place(tmp, out_dir)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.filename is None:  # a failed write (a full disk) names no file: name the index being written
+            raise OSError(exc.errno, f"{exc.strerror} (writing the index; the old one is unchanged)",
+                          str(out_dir)) from exc
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -655,7 +661,7 @@ def _carry_over(old_dir: Path, old_manifest: dict, tmp: Path) -> None:
         if entry.is_symlink():
             os.symlink(os.readlink(entry), target)
         elif entry.is_dir():
-            shutil.copytree(entry, target, symlinks=True, copy_function=_link_or_copy)
+            copy_tree(entry, target, _link_or_copy)
         else:
             _link_or_copy(entry, target)
 

@@ -325,6 +325,11 @@ class Trainer:
         t_start = time.perf_counter()
         if self.out is not None and acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
+            # what a killed run left half-written (a checkpoint being saved, atomic_write's temporary files); the
+            # CLI holds the dir's writer lock, so no other run is writing them
+            shutil.rmtree(self.out / "checkpoint.tmp", ignore_errors=True)
+            for stale in self.out.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
             if not c.resume:  # a fresh run in a used directory starts a fresh log
                 (self.out / "log.jsonl").unlink(missing_ok=True)
         model = self.model
