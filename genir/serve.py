@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from genir.errors import ConfigError, GenirError
+
+ROUTES = ("/retrieve", "/health", "/info", "/metrics")
 
 MAX_K = 1000
 MAX_HISTORY = 10_000
@@ -330,6 +333,7 @@ def create_app(server: Server):
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     async def lifespan(app):
         await server.batcher.start()
@@ -340,11 +344,22 @@ def create_app(server: Server):
 
     app = FastAPI(title="genir", lifespan=asynccontextmanager(lifespan))
 
+    def one_line(text: object) -> str:  # a field name or a reason may hold newlines: escape them, as JSON does
+        return json.dumps(str(text), ensure_ascii=False)[1:-1]
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
         server.requests.labels(request.url.path, "422").inc()
-        reasons = "; ".join(f"{'.'.join(str(x) for x in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors())
+        reasons = "; ".join(f"{'.'.join(one_line(x) for x in e['loc'][1:]) or 'body'}: {one_line(e['msg'])}"
+                            for e in exc.errors())
         return JSONResponse(status_code=422, content={"error": reasons})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):  # e.g. a body that is not UTF-8, a 404
+        path = request.url.path if request.url.path in ROUTES else "other"  # bounded label values
+        server.requests.labels(path, str(exc.status_code)).inc()
+        return JSONResponse(status_code=exc.status_code, content={"error": one_line(exc.detail)},
+                            headers=getattr(exc, "headers", None))
 
     @app.post("/retrieve")
     async def retrieve(body: RetrieveBody) -> Any:

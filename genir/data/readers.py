@@ -99,6 +99,12 @@ def _read_atomic(path: Path) -> pd.DataFrame:
     return df
 
 
+def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], path: Path, expected: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DatasetError(f"{path}: missing column(s) {missing}; expected {expected} (have {list(frame.columns)})")
+
+
 def read_recbole_atomic(folder: str | Path, name: str | None = None) -> Dataset:
     """A RecBole atomic dataset: ``<name>.inter`` (+ optional ``.item``, ``.kg``, ``.link``)."""
     folder = Path(folder)
@@ -120,6 +126,8 @@ def read_recbole_atomic(folder: str | Path, name: str | None = None) -> Dataset:
     if item_path.is_file():
         it = _read_atomic(item_path).rename(columns={"item_id": "item", "movie_title": "title", "class": "genres",
                                                      "release_year": "year"})
+        if "item" not in it.columns:
+            raise DatasetError(f"{item_path}: missing column 'item_id' (have {list(it.columns)})")
         items = pd.DataFrame({"item": it["item"]})
         if "title" in it.columns:
             items["title"] = it["title"].str.strip()
@@ -132,8 +140,10 @@ def read_recbole_atomic(folder: str | Path, name: str | None = None) -> Dataset:
         kg = _read_atomic(folder / f"{name}.kg").rename(
             columns={"head_id": "head", "relation_id": "relation", "tail_id": "tail"}
         )
+        _require_columns(kg, ("head", "relation", "tail"), folder / f"{name}.kg", "head_id, relation_id, tail_id")
     if (folder / f"{name}.link").is_file():
         link = _read_atomic(folder / f"{name}.link").rename(columns={"item_id": "item", "entity_id": "entity"})
+        _require_columns(link, ("item", "entity"), folder / f"{name}.link", "item_id, entity_id")
     return Dataset.from_frames(name, inter, items=items, kg=kg, link=link, source=str(inter_path))
 
 
