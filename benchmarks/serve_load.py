@@ -8,8 +8,8 @@ memory over a soak, on loopback only.
 For each model the server is started twice as a subprocess (``python -m genir serve``): **batched** (requests
 that arrive within ``--max-wait-ms`` share one model call, up to ``--max-batch``) and **unbatched**
 (``--max-batch 1``: one model call per request, what a plain request handler does). A bounded load generator
-(``httpx.AsyncClient``, 127.0.0.1 only) then keeps ``c`` requests in flight for ``c`` in ``--concurrency`` (1, 8,
-32, 128) until ``--requests`` requests are answered, each one a random MovieLens user (``{"user": id, "k": 10}``:
+(kept-alive HTTP/1.1 connections on asyncio streams, 127.0.0.1 only) then keeps ``c`` requests in flight for ``c``
+in ``--concurrency`` (1, 8, 32, 128) until ``--requests`` requests are answered, each one a random MovieLens user (``{"user": id, "k": 10}``:
 the server reads the user's history). Recorded per level: throughput (answers/s), p50/p95/p99 latency, errors
 (any non-200 or transport error), and the server's batch-size histogram from ``/metrics``. Then a soak: the
 batched server at concurrency 32 for ``--soak-seconds`` (600), its resident memory (``/proc/<pid>/status``)
@@ -114,37 +114,58 @@ class ServerProcess:
             self.proc.kill()
 
 
+async def _post(reader, writer, path: str, payload: bytes) -> tuple[int, bytes]:
+    """One HTTP/1.1 request on a kept-alive connection; returns (status, body)."""
+    writer.write(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    length = next(int(x.split(b":", 1)[1]) for x in lines[1:] if x.lower().startswith(b"content-length:"))
+    return status, await reader.readexactly(length)
+
+
 async def load(url: str, users: list[str], concurrency: int, total: int, seed: int,
                duration: float | None = None) -> dict:
-    """Keep ``concurrency`` requests in flight until ``total`` are answered (or ``duration`` seconds pass)."""
-    import httpx
+    """Keep ``concurrency`` requests in flight until ``total`` are answered (or ``duration`` seconds pass).
 
+    Each client is one kept-alive loopback connection speaking plain HTTP/1.1 (asyncio streams, no client
+    library): a load generator that shares the machine's cores with the server should spend as little as possible
+    per request. Every answer is parsed and must hold k results."""
+    import json
+
+    host, port = url.removeprefix("http://").split(":")
     rng = np.random.default_rng(seed)
     latencies: list[float] = []
     errors: dict[str, int] = {}
     sent = 0
     stop_at = None if duration is None else time.perf_counter() + duration
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
-    async def worker(client):
+    async def worker():
         nonlocal sent
-        while (sent < total) if stop_at is None else (time.perf_counter() < stop_at):
-            sent += 1
-            body = {"user": users[int(rng.integers(len(users)))], "k": 10}
-            t0 = time.perf_counter()
-            try:
-                r = await client.post(url + "/retrieve", json=body)
-                if r.status_code == 200 and len(r.json()["results"]) == 10:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while (sent < total) if stop_at is None else (time.perf_counter() < stop_at):
+                sent += 1
+                payload = json.dumps({"user": users[int(rng.integers(len(users)))], "k": 10}).encode()
+                t0 = time.perf_counter()
+                try:
+                    status, body = await _post(reader, writer, "/retrieve", payload)
+                except (OSError, asyncio.IncompleteReadError, ValueError, StopIteration) as e:
+                    errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, int(port))
+                    continue
+                if status == 200 and len(json.loads(body)["results"]) == 10:
                     latencies.append(time.perf_counter() - t0)
                 else:
-                    errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
-            except httpx.HTTPError as e:
-                errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+                    errors[str(status)] = errors.get(str(status), 0) + 1
+        finally:
+            writer.close()
 
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-        t0 = time.perf_counter()
-        await asyncio.gather(*[worker(client) for _ in range(concurrency)])
-        wall = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    await asyncio.gather(*[worker() for _ in range(concurrency)])
+    wall = time.perf_counter() - t0
     lat = np.array(latencies) * 1000
     return {"concurrency": concurrency, "answered": len(latencies), "errors": errors,
             "error_count": int(sum(errors.values())), "seconds": round(wall, 3),
@@ -232,7 +253,7 @@ def main(argv=None) -> int:
     p.add_argument("--requests", type=int, default=400, help="answered requests per concurrency level")
     p.add_argument("--soak-seconds", type=float, default=600)
     p.add_argument("--max-batch", type=int, default=64)
-    p.add_argument("--max-wait-ms", type=float, default=5.0)
+    p.add_argument("--max-wait-ms", type=float, default=0.0)
     p.add_argument("--server-threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--models", default="tiger,sasrec")
     p.add_argument("--dataset", default="ml-100k", help="the dataset the served models were trained on (its users "

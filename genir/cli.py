@@ -386,7 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--max-batch", type=int, default=64, help="requests per model call at most")
-    sv.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch")
+    sv.add_argument("--max-wait-ms", type=float, default=0.0,
+                    help="how long a batch waits for more requests (default 0: the requests that queued while the "
+                         "model was busy form the next batch)")
     sv.set_defaults(func=cmd_serve)
     de = sub.add_parser("demo", help="semantic-ID index, a small generator and SASRec on MovieLens-100K: "
                                      "recommendations side by side, index stats, metrics")

@@ -1,6 +1,6 @@
 """``genir serve``: retrieval over HTTP (FastAPI under uvicorn), with requests batched into one model call.
 
-    genir serve --index DIR [--run RUN] [--host 127.0.0.1] [--port 8000] [--max-batch 64] [--max-wait-ms 5]
+    genir serve --index DIR [--run RUN] [--host 127.0.0.1] [--port 8000] [--max-batch 64] [--max-wait-ms 0]
 
 * ``POST /retrieve`` ``{"history": ["50", "181"]} | {"user": "196"} | {"query": "image viewer"}``, with ``"k"``
   (1..1000, default 10) and optional ``"exclude"`` (item ids never to return). Answers ``{"results": [{"item",
@@ -10,9 +10,11 @@
 * ``GET /health``, ``GET /info`` (the index manifest summary or the run description) and ``GET /metrics``
   (Prometheus text: requests by endpoint and status, latency and batch-size histograms).
 
-**Batching.** Requests that arrive together wait at most ``max_wait_ms`` for each other (up to ``max_batch``) and
-are answered by one call of the model's batched retrieval (one constrained beam search over every history), run
-in one worker thread so model calls never overlap. A batch that fails answers each of its requests with a 500 and
+**Batching.** Every request that is waiting when the model becomes free (up to ``max_batch``) is answered by one
+call of the model's batched retrieval (one constrained beam search over every history), run in one worker thread
+so model calls never overlap: under load, the requests that arrive during one batch form the next, and a lone
+request is answered at once. ``max_wait_ms`` (default 0) makes a batch wait that long for more requests, trading
+latency at low load for larger batches. A batch that fails answers each of its requests with a 500 and
 the server keeps serving.
 
 **Reloading.** Before each batch the served index dir's ``manifest.json`` is checked (its hash); when
@@ -102,6 +104,7 @@ class RecommenderBackend:
         self.ids, self.titles = item_names(self.model, self.split)
         self.position = {x: i for i, x in enumerate(self.ids)}
         self.text = callable(getattr(self.model, "retrieve", None))
+        self.user_histories = self.split.histories("test")  # once: it sorts every interaction (12 ms on ML-100K)
 
     def info(self) -> dict:
         return {"kind": self.kind, "model": self.run_info["spec"]["model"], "items": len(self.ids),
@@ -138,7 +141,7 @@ class RecommenderBackend:
                 q = queries[j]
                 if q.user is not None:
                     u = self.split.dataset.user_index(q.user)
-                    histories.append([int(i) for i in self.split.histories("test")[u]])
+                    histories.append([int(i) for i in self.user_histories[u]])
                     users.append(u)
                 else:
                     histories.append(self._items(q.history, "history"))
@@ -213,8 +216,9 @@ def load_backend(index_dir: str | Path | None, run_dir: str | Path | None):
 
 
 class Batcher:
-    """Dynamic batching: requests wait up to ``max_wait`` seconds for each other (at most ``max_batch``), then
-    one worker thread answers the batch; between batches the backend is reloaded if its index dir changed."""
+    """Dynamic batching: the requests queued when the model is free (at most ``max_batch``, after waiting up to
+    ``max_wait`` seconds for more) are answered by one worker thread in one model call; between batches the backend
+    is reloaded if its index dir changed."""
 
     def __init__(self, server: Server, max_batch: int, max_wait: float):
         self.server = server
@@ -242,8 +246,10 @@ class Batcher:
         loop = asyncio.get_running_loop()
         while True:
             batch = [await self.queue.get()]
+            while len(batch) < self.max_batch and not self.queue.empty():  # all that waited while the model ran
+                batch.append(self.queue.get_nowait())
             deadline = loop.time() + self.max_wait
-            while len(batch) < self.max_batch:
+            while len(batch) < self.max_batch and self.max_wait > 0:
                 timeout = deadline - loop.time()
                 if timeout <= 0:
                     break
@@ -272,7 +278,7 @@ class Server:
     """The served backend, its reload logic and its metrics."""
 
     def __init__(self, index_dir: str | Path | None = None, run_dir: str | Path | None = None, *,
-                 max_batch: int = 64, max_wait_ms: float = 5.0):
+                 max_batch: int = 64, max_wait_ms: float = 0.0):
         from prometheus_client import CollectorRegistry, Counter, Histogram
 
         if max_batch < 1 or max_wait_ms < 0:
@@ -398,7 +404,7 @@ def create_app(server: Server):
 
 
 def serve(index_dir=None, run_dir=None, *, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 64,
-          max_wait_ms: float = 5.0) -> None:
+          max_wait_ms: float = 0.0) -> None:
     """Load the backend, then serve until interrupted."""
     import uvicorn
 

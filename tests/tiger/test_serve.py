@@ -68,8 +68,9 @@ def test_answers_and_refusals(trained, dataset):
         assert 'status="422"' in metrics and 'status="400"' in metrics
 
 
-def test_concurrent_requests_share_model_calls_and_answer_as_alone(trained, dataset):
-    server = Server(trained, max_batch=16, max_wait_ms=50)
+@pytest.mark.parametrize("wait_ms", [0, 50])  # 0: the requests that queue while the model runs form the next batch
+def test_concurrent_requests_share_model_calls_and_answer_as_alone(trained, dataset, wait_ms):
+    server = Server(trained, max_batch=16, max_wait_ms=wait_ms)
     app = create_app(server)
     rng = np.random.default_rng(0)
     histories = [[str(x) for x in rng.choice(dataset.item_ids, size=int(rng.integers(1, 6)), replace=False)]
