@@ -174,8 +174,9 @@ def test_quick_recipe_loss_falls_beats_most_popular_writes_control_and_explanati
     import addrl as recipe
 
     out = tmp_path / "run"
-    assert recipe.main(["--quick", "--seeds", "2020", "--out", str(out), "--cpu"]) == 0
+    assert recipe.main(["--quick", "--seeds", "2020", "--out", str(out), "--cpu", "--protocol", "random"]) == 0
     res = json.loads((out / "results.json").read_text())
+    assert res["split"]["protocol"] == "random(0.1,0.1,seed=0)"  # the paper's protocol (issue 21)
     assert {"addrl", "pop", "bpr", "lightgcn"} <= set(res["test"])
     for run, losses in zip(res["runs"]["addrl"], res["train_loss_curves"]["addrl"]):
         assert len(losses) >= 2 and losses[-1] < losses[0]

@@ -160,8 +160,9 @@ def test_quick_recipe_loss_falls_and_beats_most_popular(tmp_path):
     import metammf as recipe
 
     out = tmp_path / "run"
-    assert recipe.main(["--quick", "--out", str(out), "--cpu"]) == 0
+    assert recipe.main(["--quick", "--out", str(out), "--cpu", "--protocol", "random"]) == 0
     res = json.loads((out / "results.json").read_text())
+    assert res["split"]["protocol"] == "random(0.1,0.1,seed=0)"  # the paper's protocol (issue 21)
     pop = res["test"]["pop"]["ndcg@10"]["mean"]
     for label in ("metammf-full", "metammf-cp", "metammf-static"):
         run = res["runs"][label][0]

@@ -152,8 +152,9 @@ def test_quick_recipe_beats_most_popular(tmp_path):
     import miggt as recipe
 
     out = tmp_path / "run"
-    assert recipe.main(["--quick", "--seeds", "2020", "--out", str(out), "--cpu"]) == 0
+    assert recipe.main(["--quick", "--seeds", "2020", "--out", str(out), "--cpu", "--protocol", "random"]) == 0
     res = json.loads((out / "results.json").read_text())
+    assert res["split"]["protocol"] == "random(0.1,0.1,seed=0)"  # the paper's protocol (issue 21)
     assert set(res["test"]) == {"pop", "bpr", "lightgcn", "miggt", "miggt-shared-K", "miggt-no-SGT"}
     search = res["k_search"]
     assert set(search["per_branch"]) == {"text"} and set(search["chosen"]) == {"text"}
