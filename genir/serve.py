@@ -382,7 +382,7 @@ def create_app(server: Server):
             return JSONResponse(status_code=500, content={"error": str(e)})
         server.latency.observe(time.perf_counter() - t0)
         server.requests.labels("/retrieve", "200").inc()
-        return {"results": results, "k": q.k}
+        return JSONResponse({"results": results, "k": q.k})  # plain JSON: no per-field encoder pass
 
     @app.get("/health")
     async def health() -> Any:
