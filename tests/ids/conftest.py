@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import faiss
 import numpy as np
 import pytest
-import torch
 
+from tests.conftest import single_threaded
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These problems are tiny: with several OpenMP threads on a busy machine, torch and faiss spend far more time
-    waiting for each other's threads than computing (a 240-point k-means: 1 ms on one thread, ~1 s on two)."""
-    torch_threads, faiss_threads = torch.get_num_threads(), faiss.omp_get_max_threads()
-    torch.set_num_threads(1)
-    faiss.omp_set_num_threads(1)
-    yield
-    torch.set_num_threads(torch_threads)
-    faiss.omp_set_num_threads(faiss_threads)
+_one_thread = single_threaded()
 
 
 def labelled_blobs(n: int = 240, d: int = 16, centers: int = 8, spread: float = 0.15,

@@ -5,27 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import faiss
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from tests.conftest import make_inter
+from tests.conftest import make_inter, single_threaded
 
 N_ITEMS = 40
 DIM = 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny k-means problems: one thread avoids OpenMP contention on a shared machine."""
-    torch_threads, faiss_threads = torch.get_num_threads(), faiss.omp_get_max_threads()
-    torch.set_num_threads(1)
-    faiss.omp_set_num_threads(1)
-    yield
-    torch.set_num_threads(torch_threads)
-    faiss.omp_set_num_threads(faiss_threads)
+_one_thread = single_threaded()
 
 
 def item_frame(ids) -> pd.DataFrame:

@@ -17,17 +17,13 @@ from genir.data.beir import write_beir
 from genir.methods.dsi.document_index import DocumentIndex, load_model, read_documents, save_model
 from genir.methods.dsi.procedures import DSIConfig, atomic_dsi_from, make_encoder, prompt_model
 from genir.tensor_files import load_tensors
+from tests.conftest import single_threaded
 from tests.core.conftest import make_corpus, tiny_bert
 
 SPEC = str(Path(__file__).parents[2] / "tokenizers" / "hkmeans_docid.yaml")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+_one_thread = single_threaded()
 
 
 @pytest.fixture(scope="module")

@@ -28,15 +28,10 @@ from genir.methods.dsi.procedures import (
     train_dsi,
 )
 from genir.methods.dsi.semantic import SemanticDSI
+from tests.conftest import single_threaded
 from tests.core.conftest import make_corpus, tiny_bert
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+_one_thread = single_threaded()
 
 
 @pytest.fixture(scope="module")

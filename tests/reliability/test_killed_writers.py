@@ -24,10 +24,11 @@ import torch
 from genir.cli import main
 from genir.index import load_index
 from genir.tensor_files import load_tensors
-from tests.conftest import make_inter
+from tests.conftest import make_inter, single_threaded
 from tests.index.conftest import DIM, item_frame, snapshot, write_spec
 
 ROOT = Path(__file__).parents[2]
+_one_thread = single_threaded()
 SAMPLE = "4:0"  # 4 random points (seed 0) besides every rename and exchange and the change after each
 
 
@@ -65,7 +66,6 @@ def template(tmp_path) -> Path:
     write_spec(t / "spec.yaml")
     item_frame(["new1", "new2"]).drop(columns="genres").to_csv(t / "new.csv", index=False)
     np.save(t / "new.npy", np.random.default_rng(1).normal(size=(2, DIM)).astype(np.float32))
-    torch.set_num_threads(1)
     assert main(build_args(t)) == 0
     return t
 

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from tests.conftest import make_inter
+from tests.conftest import make_inter, single_threaded
 from tests.index.conftest import write_spec
 
 N_ITEMS = 24
@@ -16,12 +15,7 @@ TINY = {"d_model": 32, "num_heads": 2, "d_ff": 64, "num_encoder_layers": 1, "num
         "max_history": 5, "beam_width": 8}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+_one_thread = single_threaded()
 
 
 @pytest.fixture
