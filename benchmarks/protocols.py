@@ -3,7 +3,8 @@ random 80/10/10 per user (what MMGRec, MetaMMF, MIG-GT and AD-DRL report; severa
 
     python benchmarks/protocols.py        # reads the committed results.json of each recipe under both protocols
 
-Reads ``benchmarks/results/<recipe>/results.json`` (leave-one-out; for the baselines ``baselines/loo/``) and
+Reads ``benchmarks/results/<recipe>/results.json`` (leave-one-out; for the baselines, the same settings' rows in
+the MIG-GT and MMGRec runs) and
 ``benchmarks/results/<recipe>/random/results.json`` (random), as written by ``recipes/<recipe>.py --protocol ...``,
 and writes ``benchmarks/results/protocols.md`` and ``protocols.json``: per recipe, test NDCG@10 / Recall@10 /
 NDCG@20 / Recall@20 (mean ± std over the seeds) under each protocol, and each protocol's ordering of the methods.
@@ -19,7 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 RECIPES = {  # recipe: (leave-one-out results, random results)
-    "baselines": ("baselines/loo", "baselines/random"),
+    # the baselines' leave-one-out rows are those of the same settings and seeds in the MIG-GT and MMGRec runs
+    "baselines": ("miggt:pop,bpr,lightgcn+mmgrec:sasrec", "baselines/random"),
     "mmgrec": ("mmgrec", "mmgrec/random"),
     "metammf": ("metammf", "metammf/random"),
     "miggt": ("miggt", "miggt/random"),
@@ -28,9 +30,23 @@ RECIPES = {  # recipe: (leave-one-out results, random results)
 METRICS = ("ndcg@10", "recall@10", "ndcg@20", "recall@20")
 
 
-def _read(folder: Path) -> dict | None:
-    path = folder / "results.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+def _read(where: str) -> dict | None:
+    """A recipe's results.json under RESULTS, or ``folder:m1,m2+folder2:m3``: the named methods' rows of
+    several runs merged (their commands joined)."""
+    if ":" not in where:
+        path = RESULTS / where / "results.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+    merged: dict = {"test": {}, "commands": [], "split": {}, "seeds": None}
+    for part in where.split("+"):
+        folder, methods = part.split(":")
+        res = _read(folder)
+        if res is None:
+            return None
+        merged["test"].update({m: res["test"][m] for m in methods.split(",")})
+        merged["commands"].append(f"{res['command']} ({methods})")
+        merged["split"], merged["seeds"] = res["split"], res["seeds"]
+    merged["command"] = "; ".join(merged.pop("commands"))
+    return merged
 
 
 def _cell(stats: dict | None) -> str:
@@ -71,7 +87,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     out = []
     for recipe, (loo, rnd) in RECIPES.items():
-        out.append(compare(recipe, _read(RESULTS / loo), _read(RESULTS / rnd)))
+        out.append(compare(recipe, _read(loo), _read(rnd)))
     text = ("# Leave-one-out vs MMRec's random split, test metrics on MovieLens-100K\n\n"
             "Full ranking over all items, training items masked; mean ± std over seeds. Leave-one-out has one "
             "held-out item per user (the next one); random holds out 10% of each user's items, so its Recall@K "
