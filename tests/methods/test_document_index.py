@@ -146,6 +146,14 @@ def test_saved_prompted_model_answers_as_before(beir, tmp_path):
     texts = docs.texts[:7]
     with torch.no_grad():
         assert torch.allclose(loaded.eval().scores(texts), pmodel.eval().scores(texts), atol=1e-5)
+    # a model saved by an earlier version (torch.save, model.pt) still loads
+    legacy = load_tensors(tmp_path / "dsi" / "model.safetensors")
+    torch.save(legacy, tmp_path / "dsi" / "model.pt")
+    (tmp_path / "dsi" / "model.safetensors").rename(tmp_path / "model.safetensors.bak")
+    old, _, _ = load_model(tmp_path)
+    with torch.no_grad():
+        assert torch.allclose(old.eval().scores(texts), pmodel.eval().scores(texts), atol=1e-5)
+    (tmp_path / "model.safetensors.bak").rename(tmp_path / "dsi" / "model.safetensors")
     stored = load_tensors(tmp_path / "dsi" / "model.safetensors")
     assert not [k for k in stored if "embeddings" in k or ".layer.0." in k]  # the frozen part is not stored
     assert [k for k in stored if ".layer.2." in k] and "pool.prompts" in stored

@@ -36,6 +36,7 @@ from genir.tensor_files import load_tensors, save_tensors
 
 MODEL_DIR = "dsi"
 WEIGHTS = "model.safetensors"
+LEGACY_WEIGHTS = "model.pt"  # the unchecked torch.save file of earlier versions, still read
 KINDS = ("atomic", "semantic")
 DISPLAY_COLUMNS = ("synopsis", "title")  # what `retrieve` shows beside a document id, first non-empty wins
 
@@ -166,7 +167,13 @@ def load_model(index_dir: str | Path, codes: np.ndarray | None = None):
             model = PromptedDSI(model, pool, pull_weight=cfg.pull_weight)
     else:
         raise CheckpointError(f"{folder / 'dsi.json'}: unknown model kind {info.get('kind')!r}")
-    state = load_tensors(folder / WEIGHTS)
+    if not (folder / WEIGHTS).exists() and (folder / LEGACY_WEIGHTS).is_file():  # written before genir 2026-11-30
+        try:
+            state = torch.load(folder / LEGACY_WEIGHTS, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError) as e:
+            raise CheckpointError(f"{folder / LEGACY_WEIGHTS}: unreadable ({e})") from None
+    else:
+        state = load_tensors(folder / WEIGHTS)
     dsi = model.dsi if isinstance(model, PromptedDSI) else model
     missing, unexpected = model.load_state_dict(state, strict=False)
     wrong = [k for k in missing if _stored(k, dsi.encoder.split)] + list(unexpected)
