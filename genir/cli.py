@@ -101,6 +101,8 @@ def cmd_train(args) -> int:
         from genir.index import index_lock
 
         lock = index_lock(args.out)  # one writer per run dir: a second `genir train --out` there is refused
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun / accelerate launch only rank 0 writes, and locks
+        lock = contextlib.nullcontext()
     if not model and "model" not in settings:
         raise ConfigError("genir train: give --model NAME (or --index DIR to train tiger on an index)")
     if args.out:
