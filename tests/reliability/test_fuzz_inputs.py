@@ -120,30 +120,27 @@ parquet_frames = st.builds(
 )
 
 
-def _grouplens_100k(data: str, item: str) -> None:
+def _folder_reader(files: dict[str, tuple[str, str, str]]) -> None:
+    """Write each ``name: (text, separator replacing ',', encoding)`` into one folder and load it: it loads or the
+    error names one of the files."""
     from genir.data import load_dataset
 
     with _tmp() as d:
         folder = Path(d)
-        (folder / "u.data").write_text(data.replace(",", "\t"), encoding="utf-8", errors="replace")
-        (folder / "u.item").write_text(item.replace(",", "|"), encoding="latin-1", errors="replace")
+        for name, (text, sep, encoding) in files.items():
+            (folder / name).write_text(text.replace(",", sep), encoding=encoding, errors="replace")
         try:
             load_dataset(folder)
         except GenirError as exc:
-            assert "u.data" in str(exc) or "u.item" in str(exc), str(exc)
+            assert any(name in str(exc) for name in files), str(exc)
+
+
+def _grouplens_100k(data: str, item: str) -> None:
+    _folder_reader({"u.data": (data, "\t", "utf-8"), "u.item": (item, "|", "latin-1")})
 
 
 def _grouplens_1m(data: str, movies: str) -> None:
-    from genir.data import load_dataset
-
-    with _tmp() as d:
-        folder = Path(d)
-        (folder / "ratings.dat").write_text(data.replace(",", "::"), encoding="utf-8", errors="replace")
-        (folder / "movies.dat").write_text(movies.replace(",", "::"), encoding="latin-1", errors="replace")
-        try:
-            load_dataset(folder)
-        except GenirError as exc:
-            assert "ratings.dat" in str(exc) or "movies.dat" in str(exc), str(exc)
+    _folder_reader({"ratings.dat": (data, "::", "utf-8"), "movies.dat": (movies, "::", "latin-1")})
 
 
 ATOMIC_HEADERS = ["user_id:token,item_id:token,rating:float,timestamp:float", "user_id:token,item_id:token",
