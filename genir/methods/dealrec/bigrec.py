@@ -35,22 +35,23 @@ def title_codes(tokenizer, titles: Sequence[str], max_title_tokens: int = 24) ->
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ConfigError("BIGRec: the tokenizer has no EOS token (titles end with it)")
+
+    def tokens(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
     rows, seen, suffixed = [], set(), 0
     for title in titles:
-        text, copy = str(title), 1
-        while True:
-            ids = tokenizer(" " + text, add_special_tokens=False)["input_ids"][:max_title_tokens] + [eos]
-            if tuple(ids) not in seen:
-                break
+        base = tokens(" " + str(title))[:max_title_tokens]
+        ids, copy = base, 1
+        while tuple(ids) in seen:  # the suffix goes after the cut, so a cut title can be told apart too
             copy += 1
-            text = f"{title} [{copy}]"
-            if copy == 2:
-                suffixed += 1
+            suffix = tokens(f" [{copy}]")
+            ids = base[:max(0, max_title_tokens - len(suffix))] + suffix
             if copy > 1000:
-                raise ConfigError(f"BIGRec: cannot make the title {title!r} unique within {max_title_tokens} "
-                                  "tokens; raise max_title_tokens")
+                raise ConfigError(f"BIGRec: cannot make the title {title!r} unique")
+        suffixed += copy > 1
         seen.add(tuple(ids))
-        rows.append(ids)
+        rows.append(ids + [eos])
     width = max(len(r) for r in rows)
     codes = np.full((len(rows), width), eos, dtype=np.int64)
     for i, r in enumerate(rows):
@@ -105,8 +106,11 @@ class BIGRec(CausalLMIdGenerator):
         result = beam_search_causal_lm(self.model, inputs["input_ids"], self.prefix, beams, beams,
                                        attention_mask=inputs["attention_mask"], layout=self.layout,
                                        exclude=history.where(history < self.num_items, -1))
+        valid = result.valid
+        if not (result.codes[valid] == self.item_codes[result.items[valid]].to(result.codes)).all():
+            raise RuntimeError("BIGRec: the constrained search returned a title that is not its item's")
         scores = torch.full((len(history), self.num_items + 1), float("-inf"))
-        items = torch.where(result.valid, result.items, self.num_items).cpu()
+        items = torch.where(valid, result.items, self.num_items).cpu()
         scores.scatter_(1, items, result.scores.float().cpu())
         return scores[:, :self.num_items].to(batch.history.device)
 
