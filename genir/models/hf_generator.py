@@ -34,7 +34,9 @@ from genir.errors import CheckpointError, ConfigError
 GENERATOR_FILE = "genir_generator.json"
 
 
-class _Pairs(TorchDataset):
+class TextItemPairs(TorchDataset):
+    """(text, item) training examples of an ID generator."""
+
     def __init__(self, texts: list[str], items: np.ndarray):
         self.texts = texts
         self.items = items
@@ -59,17 +61,22 @@ class IdGenerator(nn.Module, metaclass=ABCMeta):
         shared: one block of code tokens for every level (one codebook).
         max_source_length: longer texts are truncated.
         beam_width: beams of the constrained search (at least the ``k`` asked for).
+        code_base: token id of code 0 (default ``len(tokenizer)``: new code tokens after the text vocabulary).
+            0 with ``shared=True`` when the codes ARE text token ids (an item's title tokens, as in BIGRec); the
+            vocabulary is then not extended.
     """
 
     def __init__(self, model, tokenizer, item_codes, level_sizes, *, shared: bool = False,
-                 max_source_length: int = 64, beam_width: int = 20, resize: bool = True):
+                 max_source_length: int = 64, beam_width: int = 20, resize: bool = True,
+                 code_base: int | None = None):
         super().__init__()
         if tokenizer.pad_token_id is None:
             raise ConfigError("Seq2SeqIdGenerator: the tokenizer has no pad token")
         self.model = model
         self.tokenizer = tokenizer
-        self.layout = CodeTokenLayout(level_sizes, base=len(tokenizer), shared=shared)
-        if resize:
+        base = len(tokenizer) if code_base is None else int(code_base)
+        self.layout = CodeTokenLayout(level_sizes, base=base, shared=shared)
+        if resize and (code_base is None or self.layout.vocab_end > model.get_input_embeddings().num_embeddings):
             model.resize_token_embeddings(self.layout.vocab_end)
         vocab = model.get_input_embeddings().num_embeddings
         if vocab < self.layout.vocab_end:
@@ -89,7 +96,7 @@ class IdGenerator(nn.Module, metaclass=ABCMeta):
     def train_dataset(self, task) -> TorchDataset:
         """(text, item) pairs of the task (``task.train_pairs``)."""
         pairs = task.train_pairs
-        return _Pairs(pairs["text"].astype(str).tolist(), pairs["item"].to_numpy())
+        return TextItemPairs(pairs["text"].astype(str).tolist(), pairs["item"].to_numpy())
 
     def _encode_texts(self, texts: list[str]) -> dict[str, torch.Tensor]:
         enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_source_length,
@@ -150,7 +157,7 @@ class IdGenerator(nn.Module, metaclass=ABCMeta):
         np.save(directory / "item_codes.npy", self.item_codes.cpu().numpy().astype(np.int32))
         meta = {"level_sizes": list(self.layout.level_sizes), "shared": self.layout.shared,
                 "max_source_length": self.max_source_length, "beam_width": self.beam_width,
-                "text_vocab": self.layout.base}
+                "text_vocab": len(self.tokenizer), "code_base": self.layout.base}
         (directory / GENERATOR_FILE).write_text(json.dumps(meta, indent=1))
 
     auto_class = ""  # the transformers Auto class that reloads the model
@@ -172,7 +179,8 @@ class IdGenerator(nn.Module, metaclass=ABCMeta):
                                   f"{len(tokenizer)} tokens")
         codes = np.load(directory / "item_codes.npy")
         return cls(model, tokenizer, codes, meta["level_sizes"], shared=meta["shared"],
-                   max_source_length=meta["max_source_length"], beam_width=meta["beam_width"], resize=False)
+                   max_source_length=meta["max_source_length"], beam_width=meta["beam_width"], resize=False,
+                   code_base=meta.get("code_base", meta["text_vocab"]))
 
 
 class Seq2SeqIdGenerator(IdGenerator):
