@@ -147,11 +147,11 @@ def plot_grid(examples, outputs: dict, vocabulary: list[str], title: str, path: 
     import matplotlib.pyplot as plt
 
     cols = [("input", examples.inputs), (None, None), ("G(x,a)", outputs["one_a"]), ("exact T_a", examples.target_a),
-            ("G(x,b)", outputs["one_b"]), ("G(G(x,a),b)", outputs["two_ab"]), ("G(G(x,b),a)", outputs["two_ba"]),
+            ("G(x,b)", outputs["one_b"]), ("exact T_b", examples.target_b), ("G(G(x,a),b)", outputs["two_ab"]), ("G(G(x,b),a)", outputs["two_ba"]),
             ("exact T_ab", examples.target_ab)]
     cols = [c for c in cols if c[0] is None or c[1] is not None]
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.6 * len(cols) + 2.2, 1.7 * len(rows)),
-                             gridspec_kw={"width_ratios": [1 if c[0] else 2.6 for c in cols]})
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.5 * len(cols) + 1.6, 1.6 * len(rows)),
+                             gridspec_kw={"width_ratios": [1 if c[0] else 1.9 for c in cols]})
     axes = np.atleast_2d(axes)
     for r, i in enumerate(rows):
         for c, (name, images) in enumerate(cols):
@@ -161,7 +161,7 @@ def plot_grid(examples, outputs: dict, vocabulary: list[str], title: str, path: 
             if name is None:
                 ax.axis("off")
                 ax.text(0.0, 0.5, f"a: {vocabulary[examples.text_a[i]]}\nb: {vocabulary[examples.text_b[i]]}",
-                        fontsize=7, va="center", wrap=True)
+                        fontsize=6.5, va="center", wrap=True)
                 continue
             ax.imshow(images[i], interpolation="nearest")
             if r == 0:
