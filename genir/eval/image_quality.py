@@ -1,7 +1,8 @@
 """Per-image fidelity of generated pictures against exact targets: PSNR and SSIM from torchmetrics.
 
 Images are (n, H, W, 3) uint8 arrays or (n, 3, H, W) float tensors in [0, 1]; both metrics use a data range of
-1.0 (float32: double-precision convolutions are ~100x slower on CPU), SSIM its standard 11-pixel Gaussian window (sigma 1.5).
+1.0 (float32: double-precision convolutions are ~100x slower on CPU; SSIM of identical images then reads
+1 - 1e-4 rather than 1), SSIM its standard 11-pixel Gaussian window (sigma 1.5).
 """
 
 from __future__ import annotations

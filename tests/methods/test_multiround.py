@@ -78,3 +78,22 @@ def test_config_errors():
         MultiRoundConfig.from_dict({"lambda_mode": "sometimes"})
     with pytest.raises(ValueError, match="text_embeddings"):
         MultiRoundEditor(MultiRoundConfig(), TinyTask(), np.zeros((2, 4)))
+
+
+def test_edit_and_retrieval_metrics_on_exact_and_identity_outputs(tmp_path):
+    from genir.data.clipart import read_clipart
+    from genir.data.edit_tasks import ClipartEditTask
+    from genir.methods.multiround import edit_metrics, identity_outputs, retrieval_metrics
+    from tests.data.test_clipart import write_snapshot
+
+    task = ClipartEditTask(read_clipart(write_snapshot(tmp_path, n=60)), size=32, split=(0.5, 0.0, 0.5))
+    ex = task.eval_examples("test")
+    exact = {"one_a": ex.target_a, "one_b": ex.target_b, "two_ab": ex.target_ab, "two_ba": ex.target_ab}
+    m = edit_metrics(exact, ex)
+    assert m["psnr_1"] == m["psnr_2"] == 60.0 and m["psnr_growth"] == 0.0 and m["ssim_2"] == pytest.approx(1.0, abs=1e-3)
+    r = retrieval_metrics(exact, ex)
+    assert r["two_round"]["recall@1"] == 1.0 and r["one_round"]["recall@1"] == 1.0
+    ident = edit_metrics(identity_outputs(ex), ex)
+    assert ident["psnr_1"] < 60 and ident["psnr_2"] <= ident["psnr_1"] and ident["order_gap_psnr"] == 60.0
+    assert set(ident["per_family"]) <= {"fg", "bg", "pose", "scale", "border", "badge"}
+    assert sum(f["one_round_examples"] for f in ident["per_family"].values()) == 2 * len(ex)
