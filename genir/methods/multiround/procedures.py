@@ -5,6 +5,8 @@ Measures (held-out source images only):
 * one-round PSNR / SSIM: G(x, a) against the exact T_a, and G(x, b) against T_b;
 * two-round PSNR / SSIM: G(G(x, a), b) and G(G(x, b), a) against the exact T_ab;
 * error growth: one-round minus two-round PSNR (dB) and SSIM; the order gap: PSNR between the two orders;
+* amplification: two-round PSNR when round 2 starts from the exact round-1 picture, minus the two-round PSNR (the
+  dB lost because round 2 builds on round 1's own errors);
 * per edit family, with the fine-grained ones (badge, border) reported apart: one-round examples of that family
   and two-round chains that contain it;
 * composed image retrieval (:mod:`genir.eval.composed_retrieval`): one-round and two-round generated images as
@@ -45,11 +47,12 @@ def train_editor(task, embeddings: np.ndarray, config: MultiRoundConfig, trainer
 
 @torch.no_grad()
 def run_examples(editor: MultiRoundEditor, examples: EditExamples, batch_size: int = 256) -> dict[str, np.ndarray]:
-    """uint8 outputs: ``one_a`` G(x, a), ``one_b`` G(x, b), ``two_ab`` G(G(x, a), b), ``two_ba`` G(G(x, b), a),
-    and ``one_ab`` G(x, a+b) where the examples carry one instruction for both."""
+    """uint8 outputs: ``one_a`` G(x, a), ``one_b`` G(x, b), ``two_ab`` G(G(x, a), b), ``two_ba`` G(G(x, b), a);
+    ``two_ab_from_exact`` G(T_a, b) and ``two_ba_from_exact`` G(T_b, a) where exact one-round targets exist; and
+    ``one_ab`` G(x, a+b) where the examples carry one instruction for both."""
     editor.eval()
     device = editor.text_embeddings.device
-    out = {k: [] for k in ("one_a", "one_b", "two_ab", "two_ba", "one_ab")}
+    out = {k: [] for k in ("one_a", "one_b", "two_ab", "two_ba", "one_ab", "two_ab_from_exact", "two_ba_from_exact")}
     for s in range(0, len(examples), batch_size):
         x = to_tensor(examples.inputs[s:s + batch_size]).to(device)
         ta = torch.as_tensor(examples.text_a[s:s + batch_size], device=device)
@@ -59,6 +62,11 @@ def run_examples(editor: MultiRoundEditor, examples: EditExamples, batch_size: i
         out["one_b"].append(to_uint8(yb))
         out["two_ab"].append(to_uint8(editor.edit(ya, tb)))
         out["two_ba"].append(to_uint8(editor.edit(yb, ta)))
+        if examples.target_a is not None:  # round 2 from the exact round-1 picture: no error to amplify
+            out["two_ab_from_exact"].append(to_uint8(editor.edit(to_tensor(examples.target_a[s:s + batch_size])
+                                                                 .to(device), tb)))
+            out["two_ba_from_exact"].append(to_uint8(editor.edit(to_tensor(examples.target_b[s:s + batch_size])
+                                                                 .to(device), ta)))
         if examples.text_ab is not None:
             out["one_ab"].append(to_uint8(editor.edit(x, torch.as_tensor(examples.text_ab[s:s + batch_size],
                                                                          device=device))))
@@ -97,6 +105,11 @@ def edit_metrics(outputs: dict[str, np.ndarray], examples: EditExamples) -> dict
     res["psnr_growth"] = res["psnr_1"] - res["psnr_2"]  # dB lost from round 1 to round 2
     res["ssim_growth"] = res["ssim_1"] - res["ssim_2"]
     res["order_gap_psnr"] = _finite_mean(psnr(outputs["two_ab"], outputs["two_ba"]))
+    if "two_ab_from_exact" in outputs:  # how much of round 2's error comes from building on round 1's errors
+        exact_first = np.concatenate([psnr(outputs["two_ab_from_exact"], examples.target_ab),
+                                      psnr(outputs["two_ba_from_exact"], examples.target_ab)])
+        res["psnr_2_from_exact"] = _finite_mean(exact_first)
+        res["amplification"] = res["psnr_2_from_exact"] - res["psnr_2"]
     fam_two = np.concatenate([examples.family_a, examples.family_b])
     two_chain_p = np.concatenate([two_p.reshape(2, -1).mean(0)] * 2)  # each chain counted for both its edits
     two_chain_s = np.concatenate([two_s.reshape(2, -1).mean(0)] * 2)
