@@ -44,6 +44,8 @@ from genir.methods.multiround import (
 VARIANTS = {"without L_multi": {"lambda_mode": "none"},
             "constant lambda": {"lambda_mode": "constant"},
             "scheduled lambda": {"lambda_mode": "schedule"}}
+# run on request (--variants): L_multi on every step instead of half of them
+EXTRA_VARIANTS = {"scheduled lambda every batch": {"lambda_mode": "schedule", "multi_share": 1.0}}
 # default run: sized for ~1 hour on 2 CPU cores (one torch thread), see genir/methods/multiround/README.md
 DEFAULT = {"size": 32, "epochs": 14, "eval_sources": 300,
            "editor": {"channels": [8, 16, 32], "n_single": 24, "n_recon": 8, "n_chains": 8, "multi_share": 0.5,
@@ -99,13 +101,15 @@ def markdown(summary: dict, identity: dict, seeds: list[int], costs: dict, datas
 
 
 def plot_losses(histories: dict[str, list[list[dict]]], path: Path) -> None:
+    """Per-epoch training losses of every variant, mean ± std over seeds (``python recipes/multiround.py
+    --replot DIR`` redraws it from a results.json)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for name, runs in histories.items():
+    for colour, (name, runs) in zip(plt.cm.tab10.colors, histories.items()):  # one colour per variant in every panel
         epochs = [h["epoch"] for h in runs[0]]
         for ax, key in zip(axes, ("l_single", "l_recon", "l_multi")):
             if key == "l_multi":
@@ -116,10 +120,10 @@ def plot_losses(histories: dict[str, list[list[dict]]], path: Path) -> None:
             if np.isnan(vals).all():
                 continue
             m, s = np.nanmean(vals, 0), np.nanstd(vals, 0)
-            ax.plot(epochs, m, label=name)
-            ax.fill_between(epochs, m - s, m + s, alpha=0.2)
-    for ax, title in zip(axes, ("L_single (one-round L1)", "L_recon (identity instruction)",
-                                "L_multi (two rounds, both orders)")):
+            ax.plot(epochs, m, label=name, color=colour)
+            ax.fill_between(epochs, m - s, m + s, alpha=0.2, color=colour)
+    for ax, title in zip(axes, ("L_single (one-round MSE)", "L_recon (identity instruction, MSE)",
+                                "L_multi (two rounds, both orders; its batches only)")):
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.set_yscale("log")
@@ -215,7 +219,11 @@ def run(args) -> dict:
     print(f"task: {json.dumps(task.describe())}; {len(examples)} held-out chains", flush=True)
     results, histories, costs, grids = {}, {}, {}, {}
     rows = pick_rows(examples)
-    variants = {k: v for k, v in VARIANTS.items() if not args.variants or k in args.variants.split(",")}
+    chosen = args.variants.split(",") if args.variants else list(VARIANTS)
+    unknown = sorted(set(chosen) - set(VARIANTS) - set(EXTRA_VARIANTS))
+    if unknown:
+        raise SystemExit(f"--variants: unknown {unknown}; known: {[*VARIANTS, *EXTRA_VARIANTS]}")
+    variants = {k: {**VARIANTS, **EXTRA_VARIANTS}[k] for k in chosen}
     editor_plan = {**plan["editor"], **dict(kv.split("=", 1) for kv in args.set)}
     for name, variant in variants.items():
         results[name], histories[name] = [], []
@@ -284,14 +292,21 @@ def main(argv=None) -> int:
     p.add_argument("--fashioniq", default=None, help="a FashionIQ folder (captions/, images/) instead of clip art")
     p.add_argument("--fashion200k", default=None, help="a Fashion200k folder (labels/, images) instead of clip art")
     p.add_argument("--category", default=None, help="FashionIQ / Fashion200k category (dress, shirt, toptee ...)")
-    p.add_argument("--variants", default=None, help="comma-separated subset of: " + ", ".join(VARIANTS))
+    p.add_argument("--variants", default=None,
+                   help="comma-separated, from: " + ", ".join([*VARIANTS, *EXTRA_VARIANTS]) + " (default: the first 3)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override an editor setting of the plan (MultiRoundConfig field), e.g. multi_share=1.0")
     p.add_argument("--out", default=None, help="output folder (default runs/multiround/<time>)")
     p.add_argument("--cpu", action="store_true", help="force CPU even if a GPU is visible")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--replot", default=None, metavar="DIR", help="only redraw DIR/loss_curves.png from its results.json")
     args = p.parse_args(argv)
+    if args.replot:
+        res = json.loads((Path(args.replot) / "results.json").read_text())
+        plot_losses({k: [r["history"] for r in runs] for k, runs in res["runs"].items()},
+                    Path(args.replot) / "loss_curves.png")
+        return 0
     args.out = args.out or f"runs/multiround/{'quick-' if args.quick else ''}{time.strftime('%Y%m%d-%H%M%S')}"
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
