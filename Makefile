@@ -29,7 +29,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	# the package's floors and no import cycles (contracts in pyproject.toml, [tool.importlinter])
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -m "not slow" -q
+	# two pytest workers (pytest-xdist, a test file per worker) of one OpenMP thread each: the tests are small, and
+	# on two cores two processes that each spin two threads wait on each other (measured: up to 30x slower)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not slow" -q -n 2 --dist loadfile --durations=25
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q
