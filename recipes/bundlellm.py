@@ -51,7 +51,7 @@ SETTINGS = [(10, "random"), (10, "hard"), (20, "random"), (20, "hard")]
 LLM_ARMS = ("SmolLM2 zero-shot", "Bundle-LLM stage 1 (text, LoRA)", "Bundle-LLM stage 1+2 (hybrid tokens)")
 BASELINES = ("random", "popularity", "co-occurrence", "CLHE-style transformer")
 # CPU-sized defaults for the real SmolLM2 (see the method README for the time budget)
-DEFAULTS = {"train_questions": 96, "valid_questions": 32, "test_per_bundle": 1, "epochs1": 3, "epochs2": 3,
+DEFAULTS = {"train_questions": 64, "valid_questions": 24, "test_per_bundle": 1, "epochs1": 2, "epochs2": 2,
             "patience": 2, "lr": 1e-3, "batch_size": 4, "efficiency_questions": 16}
 # the tiny random LLM learns the answer format only with LoRA on every linear layer and a high learning rate
 QUICK_LORA = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
