@@ -1,6 +1,6 @@
 """End-to-end ``recipes/bundlellm.py --quick`` on 150 real Debian bundles with a tiny RANDOMLY INITIALISED Llama:
 the losses fall, every answer of the stage-1 model parses as a valid letter, and the table, JSON and plot are
-written. About 80 s on one busy core, so it is a slow test."""
+written: the recipe's one fast end-to-end test (about 80 s on one busy core)."""
 
 import json
 import sys
@@ -19,7 +19,6 @@ from genir.data.debian_corpus import find_snapshot
 from genir.errors import DatasetError
 
 
-@pytest.mark.slow
 def test_bundlellm_quick(tmp_path):
     try:
         find_snapshot()
