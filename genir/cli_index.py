@@ -156,6 +156,11 @@ def format_info(info: dict) -> str:
     for lv in stats["levels"]:
         lines.append(f"| {lv['level']} | {lv['size']} | {lv['used']} | {lv['utilisation']:.1%} | "
                      f"{lv['perplexity']:.1f} | {'yes' if lv['semantic'] else 'no'} |")
+    shared = info.get("shared_codebook")
+    if shared:
+        lines.append(f"codebook     one shared by the {shared['levels']} semantic levels: {shared['used']} of "
+                     f"{shared['size']} codes used ({shared['utilisation']:.1%}), perplexity "
+                     f"{shared['perplexity']:.1f}")
     lines.append("")
     lines.append("disk         " + ", ".join(f"{k} {_bytes(v)}" for k, v in info["disk_bytes"].items())
                  + f"; total {_bytes(info['total_bytes'])}")

@@ -537,7 +537,23 @@ def index_info(directory: str | Path) -> dict:
         "id_length": m["id_length"], "level_sizes": m["level_sizes"], "added": len(m.get("history", [])),
         "split": m.get("split"),  # None: built before genir recorded it (then it was leave-one-out)
         "stats": index.table.stats(), "disk_bytes": sizes, "total_bytes": sum(sizes.values()),
+        "shared_codebook": _shared_codebook_stats(index),
     }
+
+
+def _shared_codebook_stats(index: GenirIndex) -> dict | None:
+    """For a scheme with one codebook for every semantic level (AVG's vokens): how many of its codes the IDs use
+    at any level, and the perplexity of the codes over all semantic positions; None otherwise."""
+    params = (index.manifest.get("spec") or {}).get("params") or {}
+    if not params.get("shared_codebook"):
+        return None
+    table = index.table
+    codes = np.asarray(table.codes)[:, : table.semantic_levels].ravel()
+    size = max(table.level_sizes[: table.semantic_levels])
+    counts = np.bincount(codes, minlength=size)
+    p = counts[counts > 0] / counts.sum()
+    return {"size": int(size), "used": int((counts > 0).sum()), "utilisation": float((counts > 0).mean()),
+            "perplexity": float(np.exp(-(p * np.log(p)).sum())), "levels": int(table.semantic_levels)}
 
 
 # -- files ---------------------------------------------------------------------------------------------------------

@@ -43,7 +43,6 @@ import torch
 
 from genir.atomic import atomic_write
 from genir.data.image_captions import read_openclipart
-from genir.decoding import beam_search_seq2seq
 from genir.ids import IdScheme, SemanticIdTable
 from genir.index import build_index, index_info, load_index
 from genir.methods.avg import (
@@ -71,7 +70,9 @@ SYSTEMS = {  # name -> (pretrained parts, trained here)
     "generator, random IDs": ("nothing", "T5 generator (generative stage)"),
     "generator, atomic IDs": ("nothing", "T5 generator (generative stage)"),
 }
-DEFAULT = {"epochs": 30, "disc_epochs": 2}
+# CPU-sized: a dozen generator epochs (validated every 3, two misses stop), one epoch of the discriminative stage
+DEFAULT = {"epochs": 12, "eval_every": 3, "patience": 2, "disc_epochs": 1, "batch_size": 128, "lr": 2e-3,
+           "negatives": 5}
 QUICK = {"tower_epochs": 5, "epochs": 4, "eval_every": 2, "disc_epochs": 1, "d_model": 32, "layers": 1, "heads": 2,
          "d_ff": 64, "batch_size": 32, "tower_batch": 64, "tower_hidden": 64, "tower_dim": 32}
 QUICK_SPEC = {"codebook_size": 16, "epochs": 20, "hidden_dims": [64]}
@@ -89,10 +90,9 @@ def _check_beams(gen, task, table: SemanticIdTable, limit: int = 256) -> dict:
     """Decode test captions with the constrained beam search and map every returned voken string back to an
     image: the share that is an indexed image (1.0 by construction of the prefix index; checked, not assumed)."""
     texts = task.stage_queries("test")["text"].astype(str).tolist()[:limit]
-    inputs = gen._encode_texts(texts)
-    beams = min(gen.num_items, gen.beam_width)
-    found = beam_search_seq2seq(gen.model.eval(), inputs["input_ids"], gen.prefix, beams, beams,
-                                attention_mask=inputs["attention_mask"], layout=gen.layout)
+    gen.eval()
+    with torch.no_grad():
+        found = gen._beam_search(gen._encode_texts(texts), min(gen.num_items, gen.beam_width))
     codes = found.codes[found.valid].cpu().numpy()
     items = table.items_of(codes)
     return {"sequences": len(codes), "indexed": int((items >= 0).sum()),

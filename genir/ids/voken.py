@@ -46,7 +46,7 @@ class VokenConfig(RQVAEConfig):
     align_weight: float = param(1.0, "weight of the caption-alignment term (AVG: 1.0)", min=0.0)
     align_target: str = param("output", "what is pulled toward the caption embedding: the decoder output "
                               "(AVG's default) or a linear head of the quantized latent", choices=ALIGN_TARGETS)
-    epochs: int = param(150, "training epochs (AVG: 5,000 at batch 2,048)", min=1)
+    epochs: int = param(60, "training epochs (AVG: 5,000 at batch 2,048)", min=1)
     batch_size: int = param(1024, "images per batch", min=1)
 
 

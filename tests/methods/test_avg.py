@@ -19,6 +19,7 @@ from tests.methods.avg_data import write_toy_clipart
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {"d_model": 16, "layers": 1, "heads": 2, "d_ff": 32, "dropout": 0.0, "negatives": 3, "mine_beams": 6}
+SCRATCH = {**TINY, "text_encoder": "scratch"}  # token ids in: the decoding module's exact scorer reads them
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def _generator(task, seed=0):
     n = len(task.catalogue)
     i = np.random.default_rng(seed).permutation(n)
     codes = np.stack([i % 4, (i // 4) % 5, i // 20], 1)  # unique
-    return make_generator(task, codes, [4, 5, int(codes[:, 2].max()) + 1], True, AVGConfig(**TINY), seed)
+    return make_generator(task, codes, [4, 5, int(codes[:, 2].max()) + 1], True, AVGConfig(**SCRATCH), seed)
 
 
 def test_listwise_loss_is_cross_entropy_of_raw_sequence_scores(toy):
@@ -100,6 +101,7 @@ def test_cli_image_index_build_info_retrieve_and_grid(tmp_path, capsys, monkeypa
     assert main(["index", "info", str(tmp_path / "idx")]) == 0
     out = capsys.readouterr().out
     assert "scheme       voken on matrix features (d = 256)" in out and "collisions   rate" in out
+    assert "codebook     one shared by the 2 semantic levels" in out
     grid = tmp_path / "grid.png"
     assert main(["retrieve", "--index", str(tmp_path / "idx"), "--query", "red circle", "-k", "5",
                  "--save-grid", str(grid)]) == 0

@@ -5,13 +5,14 @@ negatives mined by the constrained beam search), retrieval by constrained beam s
 The LiT-style two-tower supplies the aligned features and is the baseline. See README.md."""
 
 from genir.methods.avg.config import AVGConfig
-from genir.methods.avg.generator import TokenToVoken, t5_from_scratch, word_tokenizer
+from genir.methods.avg.generator import FrozenTextStates, TokenToVoken, t5_from_scratch, word_tokenizer
 from genir.methods.avg.grid import save_grid
 from genir.methods.avg.pipeline import (
     ImageData,
     ImageIndex,
     aligned_features,
     build_image_index,
+    caption_states,
     make_generator,
     prepare,
     read_image_task,
@@ -23,7 +24,23 @@ from genir.methods.avg.pipeline import (
 from genir.methods.avg.two_tower import TwoTower
 
 __all__ = [
-    "AVGConfig", "ImageData", "ImageIndex", "TokenToVoken", "TwoTower", "aligned_features", "build_image_index",
-    "make_generator", "prepare", "read_image_task", "same_image_groups", "save_grid", "t5_from_scratch",
-    "timed_evaluation", "train_generator", "train_two_tower", "word_tokenizer",
+    "AVGConfig",
+    "FrozenTextStates",
+    "ImageData",
+    "ImageIndex",
+    "TokenToVoken",
+    "TwoTower",
+    "aligned_features",
+    "build_image_index",
+    "caption_states",
+    "make_generator",
+    "prepare",
+    "read_image_task",
+    "same_image_groups",
+    "save_grid",
+    "t5_from_scratch",
+    "timed_evaluation",
+    "train_generator",
+    "train_two_tower",
+    "word_tokenizer",
 ]

@@ -16,14 +16,18 @@ class AVGConfig(Config):
     tower_epochs: int = param(40, "two-tower training epochs (best on valid Recall@10 kept)", min=1)
     tower_lr: float = param(1e-3, "two-tower learning rate", min=0.0)
     tower_batch: int = param(256, "captions per contrastive batch", min=2)
-    # -- token-to-voken generator (a T5 built from a config: nothing pretrained; no T5 weights exist offline)
+    # -- token-to-voken generator: a T5 decoder built from a config (no T5 weights exist offline) reading the caption
+    text_encoder: str = param("minilm", "caption encoder: the frozen pretrained MiniLM's token states through a "
+                              "trained projection (minilm), or a T5 encoder trained from scratch on a word "
+                              "vocabulary of the training captions (scratch)", choices=("minilm", "scratch"))
+    encoder_layers: int = param(0, "trained T5 encoder layers on top of the MiniLM states (minilm only)", min=0)
     d_model: int = param(128, "generator hidden size = voken code dimension (AVG: 768, t5-base)", min=8)
-    layers: int = param(2, "encoder and decoder layers each (t5-base: 12)", min=1)
+    layers: int = param(2, "decoder layers (and encoder layers with scratch; t5-base: 12)", min=1)
     heads: int = param(4, "attention heads", min=1)
     d_ff: int = param(512, "feed-forward width", min=8)
     dropout: float = param(0.1, "dropout (AVG: 0.2)", min=0.0, max=0.9)
-    max_source_length: int = param(48, "caption tokens kept (AVG: 128)", min=4)
-    min_word_count: int = param(1, "words of the training captions seen fewer times are <unk>", min=1)
+    max_source_length: int = param(32, "caption tokens kept (AVG: 128)", min=4)
+    min_word_count: int = param(1, "scratch: words of the training captions seen fewer times are <unk>", min=1)
     init_vokens: bool = param(True, "initialise the voken embeddings from the tokenizer's codebook (AVG's "
                               "--add_embedding)")
     temperature: float = param(0.5, "generative loss on logits / temperature (AVG: 0.5)", min=1e-3)
@@ -36,7 +40,8 @@ class AVGConfig(Config):
     disc_epochs: int = param(2, "discriminative-stage epochs; 0 = generative stage only (AVG: 5)", min=0)
     disc_lr: float = param(1e-4, "discriminative-stage learning rate (AVG: 1e-4)", min=0.0)
     ltr_weight: float = param(0.5, "weight of the listwise loss next to the generative one (AVG: 0.5)", min=0.0)
-    negatives: int = param(9, "hard negatives per caption, from the constrained beams (AVG: 10 beams)", min=1)
+    negatives: int = param(5, "hard negatives per caption: the best constrained beams that are not its image "
+                           "(AVG: every other beam of 10)", min=1)
     mine_beams: int = param(10, "beams of the constrained search that mines the negatives", min=2)
     # -- retrieval
     beam_width: int = param(10, "beams of the constrained search at retrieval (AVG: 10)", min=1)

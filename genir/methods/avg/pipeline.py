@@ -24,7 +24,7 @@ from genir.data.tasks import QueryRetrievalTask
 from genir.errors import CheckpointError, ConfigError, DatasetError
 from genir.eval.retrieval import RetrievalEvaluator
 from genir.methods.avg.config import AVGConfig
-from genir.methods.avg.generator import TokenToVoken, t5_from_scratch, word_tokenizer
+from genir.methods.avg.generator import FrozenTextStates, TokenToVoken, t5_from_scratch, word_tokenizer
 from genir.methods.avg.two_tower import TwoTower
 
 MODEL_DIR = "avg"
@@ -115,19 +115,36 @@ def aligned_features(tower: TwoTower, task: QueryRetrievalTask) -> tuple[np.ndar
 
 
 # -- the generator ---------------------------------------------------------------------------------------------------
+def caption_states(task: QueryRetrievalTask, cfg: AVGConfig, progress: bool = False) -> FrozenTextStates:
+    """The frozen MiniLM's token states of every caption of the task (frozen: embedding held-out captions trains
+    nothing), cached on disk."""
+    states = FrozenTextStates(max_length=cfg.max_source_length)
+    states.precompute(task.queries["text"].astype(str).tolist(), progress=progress)
+    return states
+
+
 def make_generator(task: QueryRetrievalTask, codes: np.ndarray, level_sizes: list[int], shared: bool,
                    cfg: AVGConfig, seed: int = 0, codebooks: list[np.ndarray] | None = None,
-                   semantic_levels: int | None = None) -> TokenToVoken:
-    """A T5 built from a config (nothing pretrained) with a word tokenizer of the training captions, extended with
-    the code tokens of ``codes``; voken embeddings from ``codebooks`` when given and ``cfg.init_vokens``."""
+                   semantic_levels: int | None = None, states: FrozenTextStates | None = None) -> TokenToVoken:
+    """A T5 built from a config (nothing pretrained) reading the caption through the frozen MiniLM's states
+    (``cfg.text_encoder == "minilm"``; ``states`` shares them between generators) or through its own encoder and a
+    word tokenizer of the training captions (``"scratch"``), extended with the code tokens of ``codes``; voken
+    embeddings from ``codebooks`` when given and ``cfg.init_vokens``."""
+    if cfg.text_encoder == "minilm":
+        states = states if states is not None else caption_states(task, cfg)
+        tokenizer = word_tokenizer([])  # the decoder's specials only: captions come in as states
+        encoder_layers = cfg.encoder_layers
+    else:
+        states = None
+        tokenizer = word_tokenizer(task.train_pairs["text"].astype(str).tolist(), cfg.min_word_count)
+        encoder_layers = cfg.layers
     torch.manual_seed(seed)
-    tokenizer = word_tokenizer(task.train_pairs["text"].astype(str).tolist(), cfg.min_word_count)
     model = t5_from_scratch(len(tokenizer), cfg.d_model, cfg.layers, cfg.heads, cfg.d_ff, cfg.dropout,
-                            tokenizer.pad_token_id, tokenizer.eos_token_id)
+                            tokenizer.pad_token_id, tokenizer.eos_token_id, encoder_layers)
     gen = TokenToVoken(model, tokenizer, codes, level_sizes, shared=shared, temperature=cfg.temperature,
                        ltr_weight=cfg.ltr_weight, negatives=cfg.negatives, mine_beams=cfg.mine_beams,
                        beam_width=cfg.beam_width, max_source_length=cfg.max_source_length,
-                       same_image=same_image_groups(task))
+                       same_image=same_image_groups(task), text_states=states)
     if codebooks is not None and cfg.init_vokens:
         gen.init_voken_embeddings(codebooks, semantic_levels or len(level_sizes))
     return gen
