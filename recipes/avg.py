@@ -195,7 +195,8 @@ def markdown(summary: dict, meta: dict) -> str:
              f"Recall@k = a relevant image (the caption's image or a pixel-identical copy) in the top k; mean ± std "
              f"over {n} seed(s) {meta['seeds']}. Latency: ms per query, batches of 256, on "
              f"{meta['machine']['threads']} thread(s) of {meta['machine']['cpu']} (measured while other jobs shared "
-             f"the cores). Image encoder: {meta['encoder']}. Generator: T5 built from a config (d_model "
+             f"the cores); the frozen MiniLM pass over a query is precomputed for every caption and left out for every "
+             f"system alike. Image encoder: {meta['encoder']}. Generator: T5 built from a config (d_model "
              f"{meta['config']['d_model']}, {meta['config']['layers']}+{meta['config']['layers']} layers), not "
              "pretrained.")
     header = ("| system | pretrained (frozen) | trained here | Recall@1 | Recall@5 | Recall@10 | MRR@10 | ms/query | "
@@ -233,6 +234,16 @@ def draw(res: dict, task, out: Path, n: int = 4, k: int = 5) -> list[str]:
                          f"top-{k} images of test captions (green: relevant)")
         written.append(str(path))
     return written
+
+
+def _git_commit() -> str | None:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False,
+                              timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -292,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                     "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                     "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                     "load_average_at_end": os.getloadavg()},
+        "git_commit": _git_commit(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - (time.perf_counter() - t_start))),
         "wall_seconds": round(time.perf_counter() - t_start, 1), "features_seconds": round(features_s, 1),
         "encoder": encoder, "seeds": seeds, "config": cfg.to_dict(), "spec_overrides": spec_overrides,
