@@ -60,17 +60,16 @@ from genir.methods.avg import (
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "tokenizers" / "voken.yaml"
 METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10")
-SYSTEMS = {  # name -> (pretrained parts, trained here)
-    "two-tower + FAISS": ("image encoder, MiniLM text encoder (both frozen)", "two projection heads"),
-    "AVG": ("image encoder, MiniLM (frozen, via the two-tower)", "heads, voken tokenizer, T5 generator (2 stages)"),
-    "AVG w/o discriminative stage": ("image encoder, MiniLM (frozen, via the two-tower)",
-                                     "heads, voken tokenizer, T5 generator (generative stage)"),
-    "AVG, per-level codebooks": ("image encoder, MiniLM (frozen, via the two-tower)",
-                                 "heads, voken tokenizer (3 books), T5 generator (2 stages)"),
-    "generator, random IDs": ("nothing", "T5 generator (generative stage)"),
-    "generator, atomic IDs": ("nothing", "T5 generator (generative stage)"),
+SYSTEMS = {  # name -> (pretrained parts, all frozen; parts trained here)
+    "two-tower + FAISS": ("image encoder, MiniLM", "a head on each tower"),
+    "AVG": ("image encoder, MiniLM", "two-tower heads, voken tokenizer, projection + T5 decoder (2 stages)"),
+    "AVG w/o discriminative stage": ("image encoder, MiniLM",
+                                     "two-tower heads, voken tokenizer, projection + T5 decoder (generative stage)"),
+    "AVG, per-level codebooks": ("image encoder, MiniLM",
+                                 "two-tower heads, voken tokenizer (3 books), projection + T5 decoder (2 stages)"),
+    "generator, random IDs": ("MiniLM", "projection + T5 decoder (generative stage)"),
+    "generator, atomic IDs": ("MiniLM", "projection + T5 decoder (generative stage)"),
 }
-# CPU-sized: a dozen generator epochs (validated every 3, two misses stop), one epoch of the discriminative stage
 DEFAULT = {"epochs": 12, "eval_every": 3, "patience": 2, "disc_epochs": 1, "batch_size": 128, "lr": 2e-3,
            "negatives": 5}
 QUICK = {"tower_epochs": 5, "epochs": 4, "eval_every": 2, "disc_epochs": 1, "d_model": 32, "layers": 1, "heads": 2,
