@@ -1,8 +1,8 @@
 """AVG (token-to-voken generation, arXiv 2407.17274) on the 8k real clip-art images, against its baselines.
 
-    python recipes/avg.py                 # default: all usable clip-art images, seeds 0 1 2 (CPU, < 45 min on 2 cores
-                                          # once the frozen image features are cached; their first computation adds
-                                          # ~12-25 min on 2 busy cores, once)
+    python recipes/avg.py                 # default: all usable clip-art images, seeds 0 1 2 (CPU: measured 47 min on
+                                          # 2 cores shared with other jobs, image features cached; computing them
+                                          # the first time took another 33 min there, once)
     python recipes/avg.py --quick         # 300 images, pixels as the image encoder, tiny models, one seed (tests)
     python recipes/avg.py --images DIR --captions dataset_flickr30k.json   # a Karpathy-split set instead
 
