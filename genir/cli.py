@@ -13,6 +13,7 @@
     genir index build --dataset ml-100k --scheme tokenizers/rqvae.yaml --out DIR | index info DIR | index add DIR --items F
     genir index build --corpus BEIR_DIR --scheme tokenizers/hkmeans_docid.yaml --out DIR | index add DIR --corpus NEW
     genir retrieve --index DIR --query "image viewer" -k 10      (a document index: ids, synopses, scores)
+    genir retrieve --index DIR --query "red apple" -k 5 [--save-grid out.png]   (an image index: ids, titles, scores)
 
 Errors a user can cause (missing or malformed file, unknown setting, bad run dir) print one line on stderr and
 exit with status 2.
@@ -244,10 +245,15 @@ def cmd_retrieve(args) -> int:
     if bool(args.index) == bool(args.run):
         raise ConfigError("genir retrieve: give --index DIR (its trained model) or --run RUN")
     if args.index:
+        from genir.methods.avg.pipeline import ImageIndex
         from genir.methods.dsi.document_index import DocumentIndex
 
+        if ImageIndex.is_image_index(args.index):
+            return _retrieve_images(args)
         if DocumentIndex.is_document_index(args.index):
             return _retrieve_documents(args)
+    if getattr(args, "save_grid", None):
+        raise ConfigError("--save-grid draws the images an image index returns (genir index build --images)")
     run_dir = _require_index_model(args.index) if args.index else Path(args.run)
     model, split, info = load_run(run_dir)
     if args.k < 1:
@@ -286,6 +292,29 @@ def _retrieve_documents(args) -> int:
     print(f"# query {args.query!r}")
     for rank, (doc, text, score) in enumerate(index.search([args.query], k=args.k)[0], 1):
         print(f"{rank:3d}  {doc}  {text}  {score:.4f}")
+    return 0
+
+
+def _retrieve_images(args) -> int:
+    """``genir retrieve --index DIR --query TEXT`` on an image index: image ids, titles, voken-sequence scores;
+    ``--save-grid`` draws them."""
+    from genir.errors import ConfigError
+    from genir.methods.avg.pipeline import ImageIndex
+
+    if args.query is None or args.history is not None or args.user is not None or args.batch is not None:
+        raise ConfigError(f"{args.index}: an image index answers text queries: give --query TEXT")
+    if args.k < 1:
+        raise ConfigError(f"-k must be >= 1, got {args.k}")
+    index = ImageIndex(args.index)
+    found = index.search([args.query], k=args.k)[0]
+    print(f"# query {args.query!r}")
+    for rank, (_, image_id, title, score) in enumerate(found, 1):
+        print(f"{rank:3d}  {image_id}  {title}  {score:.4f}")
+    if args.save_grid:
+        from genir.methods.avg.grid import save_grid
+
+        row = [(index.image(i), title, score, None) for i, _, title, score in found]
+        print(f"grid written to {save_grid([(args.query, row)], args.save_grid)}")
     return 0
 
 
@@ -379,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--batch", default=None, help="file, one query per line: item ids (a,b,c) or user:ID")
     query.add_argument("--query", default=None, help="a text query, for text-to-ID models over a text catalogue")
     rt.add_argument("-k", type=int, default=10)
+    rt.add_argument("--save-grid", default=None, metavar="PNG", help="an image index: draw the query's top-k images")
     rt.set_defaults(func=cmd_retrieve)
 
     sv = sub.add_parser("serve", help="retrieval over HTTP: POST /retrieve, GET /health, /info, /metrics; "

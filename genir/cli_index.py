@@ -4,6 +4,9 @@
                       [key=value ...]
     genir index build --corpus BEIR_DIR --scheme tokenizers/hkmeans_docid.yaml --out indexes/docs [--step 0]
                       [--model atomic|semantic] [--train epochs=1 ...]      (documents + their DSI model)
+    genir index build --images openclipart-0.18-64px.npz [--captions F.jsonl.gz] --scheme tokenizers/voken.yaml
+                      --out indexes/clipart [--encoder efficientnet-lite] [--train epochs=30 ...]
+                      (images + their AVG generator; --images FOLDER --captions KARPATHY.json for Flickr30k/COCO)
     genir index info indexes/ml100k [--json]
     genir index add indexes/ml100k --items new_items.csv [--features new.npy]
     genir index add indexes/docs --corpus NEW_BEIR_DIR [--step 1]            (PromptDSI's update, no rebuild)
@@ -35,6 +38,10 @@ def cmd_index_build(args) -> int:
     from genir.index import build_index, index_info
 
     overrides = _pairs(args.overrides, "override")
+    if args.images:
+        return _build_images(args, overrides)
+    if args.captions or args.encoder or args.limit is not None:
+        raise ConfigError("--captions, --encoder and --limit belong to an image index (--images PATH)")
     if args.corpus:
         return _build_documents(args, overrides)
     if args.train or args.step is not None or args.model:
@@ -63,6 +70,26 @@ def _build_documents(args, overrides: dict) -> int:
     print(f"document index written to {result['index']}: {info['n_items']} documents, docids of length "
           f"{info['id_length']} (level sizes {info['level_sizes']}); {result['model']} DSI trained on "
           f"{train['pairs']} pairs in {train['seconds']:.0f} s (loss {' -> '.join(f'{x:.3f}' for x in train['losses'])})")
+    return 0
+
+
+def _build_images(args, overrides: dict) -> int:
+    from genir.index import index_info
+    from genir.methods.avg.pipeline import build_image_index
+
+    if args.corpus or args.items or args.features or args.dataset or args.step is not None or args.model:
+        raise ConfigError("--images builds an image index; --corpus, --dataset, --items, --features, --step and "
+                          "--model belong to other indexes")
+    result = build_image_index(args.images, args.scheme, args.out, captions=args.captions,
+                               settings=_pairs(args.train, "--train"), overrides=overrides,
+                               encoder=args.encoder or "efficientnet-lite", overwrite=args.overwrite,
+                               progress=not args.quiet, limit=args.limit)
+    info = index_info(result["index"])
+    train = result["training"]
+    print(f"image index written to {result['index']}: {info['n_items']} images, vokens of length "
+          f"{info['id_length']} (level sizes {info['level_sizes']}, collision rate "
+          f"{info['stats']['collision_rate']:.2%}); AVG generator trained in {train['seconds']:.0f} s, valid "
+          f"Recall@10 {train['valid'].get('hits@10', float('nan')):.3f} (two-tower {result['two_tower_valid'].get('hits@10', float('nan')):.3f})")
     return 0
 
 
@@ -129,6 +156,11 @@ def format_info(info: dict) -> str:
     for lv in stats["levels"]:
         lines.append(f"| {lv['level']} | {lv['size']} | {lv['used']} | {lv['utilisation']:.1%} | "
                      f"{lv['perplexity']:.1f} | {'yes' if lv['semantic'] else 'no'} |")
+    shared = info.get("shared_codebook")
+    if shared:
+        lines.append(f"codebook     one shared by the {shared['levels']} semantic levels: {shared['used']} of "
+                     f"{shared['size']} codes used ({shared['utilisation']:.1%}), perplexity "
+                     f"{shared['perplexity']:.1f}")
     lines.append("")
     lines.append("disk         " + ", ".join(f"{k} {_bytes(v)}" for k, v in info["disk_bytes"].items())
                  + f"; total {_bytes(info['total_bytes'])}")
@@ -167,7 +199,15 @@ def add_index_commands(subparsers) -> argparse.ArgumentParser:
     b.add_argument("--step", type=int, default=None, help="with --corpus: index only this step of its steps.tsv")
     b.add_argument("--pseudo", type=int, default=2, help="with --corpus: pseudo-queries per document (default 2)")
     b.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
-                   help="with --corpus: DSI settings, e.g. --train epochs=1 --train max_length=32")
+                   help="with --corpus: DSI settings, e.g. --train epochs=1 --train max_length=32; with --images: "
+                        "AVG settings (genir.methods.avg.AVGConfig), e.g. --train epochs=30")
+    b.add_argument("--images", default=None, help="an .npz image archive (clip-art format, with --captions "
+                   "F.jsonl.gz) or a folder of images (with --captions KARPATHY.json): index the images with a "
+                   "voken spec and train AVG's generator on their training captions")
+    b.add_argument("--captions", default=None, help="with --images: the captions file")
+    b.add_argument("--encoder", default=None, help="with --images: registered image encoder (default "
+                   "efficientnet-lite, ImageNet-pretrained; hf takes a model folder)")
+    b.add_argument("--limit", type=int, default=None, help="with --images: index only the first N usable images")
     b.add_argument("--items", default=None, help="item side-information file for a generic interactions file")
     b.add_argument("--scheme", required=True, help="identifier spec, e.g. tokenizers/rq_kmeans.yaml")
     b.add_argument("--out", required=True, help="index dir to write")

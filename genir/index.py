@@ -104,7 +104,7 @@ class GenirIndex:
 def build_index(dataset_name_or_path, spec_path: str | Path, out_dir: str | Path,
                 overrides: Mapping[str, object] | None = None, progress: bool = True, *,
                 features=None, items: str | Path | None = None, overwrite: bool = False,
-                split: str = "loo", extra: Callable[[Path], None] | None = None) -> Path:
+                split: str = "loo", extra: Callable[[Path], None] | None = None, paired=None) -> Path:
     """Fit the spec's scheme on a catalogue's item features and write the index dir ``out_dir``.
 
     ``dataset_name_or_path``: ``ml-100k``, a path (see :func:`genir.data.load_dataset`), a ``Dataset``, or a
@@ -120,7 +120,9 @@ def build_index(dataset_name_or_path, spec_path: str | Path, out_dir: str | Path
     the spec's ``paired:``, ``progress``). Every side column of the catalogue is kept in ``items.jsonl``.
     Holds the dir's lock (:func:`index_lock`) from the target check to the rename. ``extra(tmp)``: writes what
     belongs with the index but is not the index (a model trained on its IDs) into the new dir before it is
-    renamed into place, so both appear together or not at all (see :func:`_write_dir`).
+    renamed into place, so both appear together or not at all (see :func:`_write_dir`). ``paired``: an (N, d')
+    array used instead of the spec's ``paired:`` features (AVG's caption embeddings, NaN rows for images whose
+    captions are held out).
     """
     from genir.data import Dataset, load_dataset, make_split
     from genir.data.catalogue import Catalogue
@@ -187,7 +189,9 @@ def build_index(dataset_name_or_path, spec_path: str | Path, out_dir: str | Path
                                    "without interactions cannot use it")
             used_for.append("graph")
             fit_kw["split"] = data_split
-        if "paired" in context:
+        if "paired" in context and paired is not None:
+            fit_kw["paired"] = np.asarray(paired, dtype=np.float32)
+        elif "paired" in context:
             if not spec.paired:
                 raise ConfigError(f"{spec.source}: scheme {spec.scheme} with these params aligns codes with paired "
                                   "features; name them with `paired:` (e.g. paired: text)")
@@ -204,7 +208,8 @@ def build_index(dataset_name_or_path, spec_path: str | Path, out_dir: str | Path
             "scheme": spec.scheme,
             "spec": {**spec.to_dict(), "source": spec.source},
             "features": {"name": spec.features if features is None else "matrix", "source": feature_source,
-                         "dim": int(x.shape[1]), "paired": spec.paired or None},
+                         "dim": int(x.shape[1]),
+                         "paired": ("matrix" if paired is not None and "paired" in context else spec.paired) or None},
             "collision": spec.collision,
             "split": None if data_split is None else {**split_record(data_split), "used_for": used_for},
             "item_columns": [str(c) for c in catalogue.columns.columns],
@@ -532,7 +537,23 @@ def index_info(directory: str | Path) -> dict:
         "id_length": m["id_length"], "level_sizes": m["level_sizes"], "added": len(m.get("history", [])),
         "split": m.get("split"),  # None: built before genir recorded it (then it was leave-one-out)
         "stats": index.table.stats(), "disk_bytes": sizes, "total_bytes": sum(sizes.values()),
+        "shared_codebook": _shared_codebook_stats(index),
     }
+
+
+def _shared_codebook_stats(index: GenirIndex) -> dict | None:
+    """For a scheme with one codebook for every semantic level (AVG's vokens): how many of its codes the IDs use
+    at any level, and the perplexity of the codes over all semantic positions; None otherwise."""
+    params = (index.manifest.get("spec") or {}).get("params") or {}
+    if not params.get("shared_codebook"):
+        return None
+    table = index.table
+    codes = np.asarray(table.codes)[:, : table.semantic_levels].ravel()
+    size = max(table.level_sizes[: table.semantic_levels])
+    counts = np.bincount(codes, minlength=size)
+    p = counts[counts > 0] / counts.sum()
+    return {"size": int(size), "used": int((counts > 0).sum()), "utilisation": float((counts > 0).mean()),
+            "perplexity": float(np.exp(-(p * np.log(p)).sum())), "levels": int(table.semantic_levels)}
 
 
 # -- files ---------------------------------------------------------------------------------------------------------

