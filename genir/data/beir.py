@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from genir.data.catalogue import Catalogue
+from genir.data.json_lines import json_lines
 from genir.data.tasks import QueryRetrievalTask
 from genir.errors import DatasetError
 
@@ -49,18 +50,6 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 raise DatasetError(f"{path}:{lineno}: not UTF-8 ({exc.reason})") from None
             if line.strip():
                 yield lineno, line
-
-
-def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line of a JSON-lines file."""
-    for lineno, line in _lines(path):
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{path}:{lineno}: malformed JSON ({exc.msg}, column {exc.colno})") from None
-        if not isinstance(obj, dict):
-            raise DatasetError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-        yield lineno, obj
 
 
 def _tsv_rows(path: Path, header: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
@@ -102,7 +91,7 @@ def _text_field(obj: dict, key: str, path: Path, lineno: int, required: bool) ->
 def _unique_ids(path: Path) -> Iterator[tuple[int, dict, str]]:
     """(line number, object, its ``_id``) for each line of a JSON-lines file; a repeated ``_id`` is an error."""
     seen: dict[str, int] = {}
-    for lineno, obj in _json_lines(path):
+    for lineno, obj in json_lines(path):
         key = _id_field(obj, path, lineno)
         if key in seen:
             raise DatasetError(f"{path}:{lineno}: duplicate _id {key!r} (first on line {seen[key]})")

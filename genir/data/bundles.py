@@ -30,7 +30,6 @@ bundle. Negatives are uniform over the candidate pool (``random``) or drawn from
 
 from __future__ import annotations
 
-import gzip
 import itertools
 import json
 import os
@@ -42,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from genir.atomic import file_sha256
+from genir.data.json_lines import json_lines
 from genir.errors import ConfigError, DatasetError
 
 BUNDLES_SNAPSHOT = "debian-bookworm-bundles.jsonl.gz"
@@ -103,28 +103,6 @@ def find_bundles_snapshot() -> Path:
         "recommends (first alternative of each, name only)")
 
 
-def _json_lines(path: Path):
-    if not path.is_file():
-        raise DatasetError(f"{path}: file not found")
-    with open(path, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
-    lineno = 0
-    try:
-        with (gzip.open(path, "rb") if gz else open(path, "rb")) as fh:
-            for lineno, raw in enumerate(fh, start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    obj = json.loads(raw.decode("utf-8"))
-                except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                    raise DatasetError(f"{path}:{lineno}: malformed JSON line ({exc})") from None
-                if not isinstance(obj, dict):
-                    raise DatasetError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-                yield lineno, obj
-    except (OSError, EOFError) as exc:
-        raise DatasetError(f"{path}: cannot read past line {lineno} ({exc})") from None
-
-
 def _string_list(path: Path, lineno: int, obj: dict, key: str) -> list[str]:
     value = obj.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -135,7 +113,7 @@ def _string_list(path: Path, lineno: int, obj: dict, key: str) -> list[str]:
 def _read_texts(path: Path, wanted: set[str]) -> dict[str, tuple[str, str, str]]:
     """package -> (synopsis, description, section) for the wanted packages (first row of a repeated package)."""
     out: dict[str, tuple[str, str, str]] = {}
-    for lineno, obj in _json_lines(path):
+    for lineno, obj in json_lines(path):
         name = obj.get("package")
         if not isinstance(name, str):
             raise DatasetError(f"{path}:{lineno}: 'package' must be a string, got {name!r}")
@@ -163,7 +141,7 @@ def read_debian_bundles(bundles: str | Path | None = None, descriptions: str | P
     if min_members < 2:
         raise ConfigError(f"read_debian_bundles: min_members must be >= 2 (one to hold out), got {min_members}")
     raw = []
-    for lineno, obj in _json_lines(bpath):
+    for lineno, obj in json_lines(bpath):
         name = obj.get("bundle")
         if not isinstance(name, str) or not name.strip():
             raise DatasetError(f"{bpath}:{lineno}: 'bundle' must be a non-empty string, got {name!r}")

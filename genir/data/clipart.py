@@ -8,8 +8,6 @@ rendered on white) and ``openclipart-0.18-captions.jsonl.gz`` (one JSON line per
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from genir.data.catalogue import Catalogue
+from genir.data.json_lines import json_lines
 from genir.errors import DatasetError
 
 IMAGES_NAME = "openclipart-0.18-64px.npz"
@@ -31,7 +30,8 @@ def find_clipart() -> Path:
     missing = [n for n in (IMAGES_NAME, CAPTIONS_NAME) if not (folder / n).is_file()]
     if missing:
         raise DatasetError(f"{folder}: clip-art snapshot file(s) {missing} not found; set ${SNAPSHOT_ENV} to the "
-                           "folder holding them (rebuild: ../shared/data/README.md, 'Clip art')")
+                           "folder holding them (rebuild: `apt-get download openclipart-svg openclipart-png`, see "
+                           "../shared/data/README.md, 'Clip art')")
     return folder
 
 
@@ -49,42 +49,50 @@ def check_rgb_images(images: np.ndarray, where: str, size: int | None = None) ->
     return images
 
 
+def load_npz_images(path: str | Path, size: int | None = None) -> np.ndarray:
+    """The ``images`` array of an ``.npz`` archive, checked by :func:`check_rgb_images`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: file not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "images" not in data.files:
+                raise DatasetError(f"{path}: no array 'images' (has {data.files})")
+            return check_rgb_images(data["images"], str(path), size)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: not a readable .npz file: {exc}") from None
+
+
+def load_clipart(captions: str | Path, images: str | Path, size: int | None = None) -> tuple[list[dict], np.ndarray]:
+    """The snapshot's two files read and matched: one caption record per image (``id``, ``title``, ``keywords``,
+    ``description``, ``category``, as in the file) and the (N, H, W, 3) uint8 renders, same order. A record
+    without an ``id`` or a count mismatch is an error naming the file(s)."""
+    captions, images = Path(captions), Path(images)
+    records = []
+    for lineno, rec in json_lines(captions):
+        if not rec.get("id"):
+            raise DatasetError(f"{captions}:{lineno}: expected an object with an 'id' (and 'title', 'keywords', "
+                               "'description')")
+        records.append(rec)
+    pixels = load_npz_images(images, size)
+    if len(pixels) != len(records):
+        raise DatasetError(f"{images} holds {len(pixels)} images but {captions} has {len(records)} caption lines; "
+                           "the two files must list the same images in the same order")
+    return records, pixels
+
+
 def read_clipart(folder: str | Path | None = None, size: int = 64) -> Catalogue:
     """Catalogue ``openclipart``: ids are the images' paths in the collection; columns ``image`` ((64, 64, 3)
     uint8 array), ``title``, ``caption`` (keywords joined, then the description), ``category``."""
     folder = find_clipart() if folder is None else Path(folder)
-    npz, captions = folder / IMAGES_NAME, folder / CAPTIONS_NAME
-    for path in (npz, captions):
-        if not path.is_file():
-            raise DatasetError(f"{path}: file not found")
-    try:
-        with np.load(npz, allow_pickle=False) as data:
-            if "images" not in data.files:
-                raise DatasetError(f"{npz}: no array 'images' (has {data.files})")
-            images = check_rgb_images(data["images"], str(npz), size)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{npz}: not a readable .npz file: {exc}") from None
+    npz = folder / IMAGES_NAME
+    records, images = load_clipart(folder / CAPTIONS_NAME, npz, size)
     rows = []
-    try:
-        with gzip.open(captions, "rt", encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DatasetError(f"{captions}:{n}: not JSON ({exc.msg})") from None
-                if not isinstance(rec, dict) or not rec.get("id"):
-                    raise DatasetError(f"{captions}:{n}: expected an object with an 'id'")
-                keywords = ", ".join(str(k) for k in rec.get("keywords") or [])
-                caption = ". ".join(p for p in (keywords, str(rec.get("description") or "").strip()) if p)
-                rows.append({"id": rec["id"], "title": str(rec.get("title") or ""), "caption": caption,
-                             "category": str(rec.get("category") or "")})
-    except (OSError, EOFError) as exc:
-        raise DatasetError(f"{captions}: cannot read gzip JSON lines: {exc}") from None
-    if len(rows) != len(images):
-        raise DatasetError(f"{captions}: {len(rows)} captions but {npz.name} holds {len(images)} images; the two "
-                           "files must list the same images in the same order")
+    for rec in records:
+        keywords = ", ".join(str(k) for k in rec.get("keywords") or [])
+        caption = ". ".join(p for p in (keywords, str(rec.get("description") or "").strip()) if p)
+        rows.append({"id": rec["id"], "title": str(rec.get("title") or ""), "caption": caption,
+                     "category": str(rec.get("category") or "")})
     frame = pd.DataFrame(rows)
     frame["image"] = list(images)
     return Catalogue.from_frame("openclipart", frame, source=str(npz))

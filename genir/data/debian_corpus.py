@@ -30,8 +30,6 @@ groups, the rule, the seed and the source's sha256. The same snapshot and seed g
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import re
 from pathlib import Path
@@ -41,6 +39,7 @@ import pandas as pd
 
 from genir.atomic import file_sha256
 from genir.data.beir import write_beir
+from genir.data.json_lines import json_lines
 from genir.errors import ConfigError, DatasetError
 
 SNAPSHOT_NAME = "debian-bookworm-descriptions.jsonl.gz"
@@ -77,48 +76,31 @@ def find_snapshot() -> Path:
 
 def _read_snapshot(path: Path) -> tuple[pd.DataFrame, dict]:
     """Usable rows (``package, section, synopsis, description``, file order) and the counts of skipped rows."""
-    if not path.is_file():
-        raise DatasetError(f"{path}: file not found")
-    with open(path, "rb") as fh:
-        gzipped = fh.read(2) == b"\x1f\x8b"
     rows, seen = [], set()
     counts = {"rows": 0, "skipped": 0, "empty_description": 0, "empty_synopsis": 0, "repeated_package": 0}
-    lineno = 0
-    try:
-        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as fh:
-            for lineno, raw in enumerate(fh, start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    obj = json.loads(raw.decode("utf-8"))
-                except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                    raise DatasetError(f"{path}:{lineno}: malformed JSON line ({exc})") from None
-                if not isinstance(obj, dict):
-                    raise DatasetError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-                missing = [f for f in FIELDS if f not in obj]
-                if missing:
-                    raise DatasetError(f"{path}:{lineno}: missing field(s) {missing} (expected {list(FIELDS)})")
-                package, section = obj["package"], obj["section"]
-                synopsis, description = obj["synopsis"] or "", obj["description"] or ""
-                if not isinstance(package, str) or not package.strip():
-                    raise DatasetError(f"{path}:{lineno}: 'package' must be a non-empty string, got {package!r}")
-                for key, value in (("section", section), ("synopsis", synopsis), ("description", description)):
-                    if not isinstance(value, str):
-                        raise DatasetError(f"{path}:{lineno}: {key!r} must be a string, got {type(value).__name__}")
-                counts["rows"] += 1
-                package = package.strip()
-                empty_d, empty_s = not description.strip(), not synopsis.strip()
-                counts["empty_description"] += empty_d
-                counts["empty_synopsis"] += empty_s
-                repeated = not (empty_d or empty_s) and package in seen
-                counts["repeated_package"] += repeated  # bookworm repeats 15 packages, one row per architecture
-                if empty_d or empty_s or repeated:
-                    counts["skipped"] += 1
-                    continue
-                seen.add(package)
-                rows.append((package, section.strip(), synopsis.strip(), description.strip()))
-    except (OSError, EOFError) as exc:
-        raise DatasetError(f"{path}: cannot read past line {lineno} ({exc})") from None
+    for lineno, obj in json_lines(path):
+        missing = [f for f in FIELDS if f not in obj]
+        if missing:
+            raise DatasetError(f"{path}:{lineno}: missing field(s) {missing} (expected {list(FIELDS)})")
+        package, section = obj["package"], obj["section"]
+        synopsis, description = obj["synopsis"] or "", obj["description"] or ""
+        if not isinstance(package, str) or not package.strip():
+            raise DatasetError(f"{path}:{lineno}: 'package' must be a non-empty string, got {package!r}")
+        for key, value in (("section", section), ("synopsis", synopsis), ("description", description)):
+            if not isinstance(value, str):
+                raise DatasetError(f"{path}:{lineno}: {key!r} must be a string, got {type(value).__name__}")
+        counts["rows"] += 1
+        package = package.strip()
+        empty_d, empty_s = not description.strip(), not synopsis.strip()
+        counts["empty_description"] += empty_d
+        counts["empty_synopsis"] += empty_s
+        repeated = not (empty_d or empty_s) and package in seen
+        counts["repeated_package"] += repeated  # bookworm repeats 15 packages, one row per architecture
+        if empty_d or empty_s or repeated:
+            counts["skipped"] += 1
+            continue
+        seen.add(package)
+        rows.append((package, section.strip(), synopsis.strip(), description.strip()))
     if not rows:
         raise DatasetError(f"{path}: no package with both a synopsis and a description")
     return pd.DataFrame(rows, columns=list(FIELDS)), counts

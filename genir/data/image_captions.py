@@ -25,7 +25,6 @@ rasterise) and unreadable image files are skipped, captions with no text too, ea
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import re
@@ -37,11 +36,10 @@ import numpy as np
 import pandas as pd
 
 from genir.data.catalogue import Catalogue
+from genir.data.clipart import CAPTIONS_NAME, IMAGES_NAME, find_clipart, load_clipart
 from genir.data.tasks import QueryRetrievalTask
 from genir.errors import ConfigError, DatasetError
 
-CAPTIONS_NAME = "openclipart-0.18-captions.jsonl.gz"
-IMAGES_NAME = "openclipart-0.18-64px.npz"
 BOILERPLATE = ("drop", "last", "keep")
 _CLIPART_BY = re.compile(r"^clipart by [^-]+ - (.+)$", re.IGNORECASE)
 _BOILERPLATE_PATTERNS = (re.compile(r"^part of the .* collection", re.IGNORECASE),
@@ -50,19 +48,9 @@ _NOISE = re.compile(r"hash\(0x[0-9a-f]+\)", re.IGNORECASE)  # Perl object addres
 
 
 def find_openclipart() -> tuple[Path, Path]:
-    """(captions, images) of the clip-art snapshot: ``$GENIR_OPENCLIPART`` (the folder holding both), else
-    ``<repo>/../shared/data/``."""
-    import os
-
-    env = os.environ.get("GENIR_OPENCLIPART")
-    folder = Path(env).expanduser() if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
-    captions, images = folder / CAPTIONS_NAME, folder / IMAGES_NAME
-    for path in (captions, images):
-        if not path.is_file():
-            raise DatasetError(f"{path}: clip-art snapshot not found; set $GENIR_OPENCLIPART to the folder holding "
-                               f"{CAPTIONS_NAME} and {IMAGES_NAME} (rebuild: `apt-get download openclipart-svg "
-                               "openclipart-png`, see the data README)")
-    return captions, images
+    """(captions, images) of the clip-art snapshot (the folder of :func:`genir.data.clipart.find_clipart`)."""
+    folder = find_clipart()
+    return folder / CAPTIONS_NAME, folder / IMAGES_NAME
 
 
 def _words(name: str) -> str:
@@ -112,19 +100,6 @@ def clipart_caption(title: str, keywords: list[str], description: str, boilerpla
             tail = original_title
     parts = [p for p in (head, ", ".join(kws), desc, tail) if p]
     return ". ".join(parts)
-
-
-def _load_npz_images(path: Path) -> np.ndarray:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "images" not in z.files:
-                raise DatasetError(f"{path}: no 'images' array (has {z.files})")
-            images = z["images"]
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: unreadable image archive ({exc})") from None
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise DatasetError(f"{path}: 'images' must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
-    return images
 
 
 def _group_split(groups: np.ndarray, valid: float, test: float, seed: int) -> np.ndarray:
@@ -181,31 +156,7 @@ def read_openclipart(captions: str | Path | None = None, images: str | Path | No
         captions = captions or found[0]
         images = images or found[1]
     captions, images = Path(captions), Path(images)
-    if not captions.is_file():
-        raise DatasetError(f"{captions}: captions file not found")
-    if not images.is_file():
-        raise DatasetError(f"{images}: image archive not found")
-    rows = []
-    try:
-        opener = gzip.open if captions.read_bytes()[:2] == b"\x1f\x8b" else open
-        with opener(captions, "rt", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except ValueError as exc:
-                    raise DatasetError(f"{captions}: line {lineno}: not JSON ({exc})") from None
-                if not isinstance(rec, dict) or "id" not in rec:
-                    raise DatasetError(f"{captions}: line {lineno}: expected an object with 'id', 'title', "
-                                       "'keywords', 'description'")
-                rows.append(rec)
-    except (OSError, EOFError) as exc:
-        raise DatasetError(f"{captions}: unreadable ({exc})") from None
-    pixels = _load_npz_images(images)
-    if len(pixels) != len(rows):
-        raise DatasetError(f"{images} holds {len(pixels)} images but {captions} has {len(rows)} caption lines; "
-                           "they must be the same images in the same order")
+    rows, pixels = load_clipart(captions, images)
     titles = [str(r.get("title") or "") for r in rows]
     clean, flags = clean_titles(titles, max_title_repeats)
     blank = (pixels.reshape(len(pixels), -1).min(axis=1) == 255) if skip_blank else np.zeros(len(rows), bool)

@@ -69,7 +69,7 @@ def test_reader_errors_name_the_file(tmp_path):
     with pytest.raises(DatasetError, match="expected uint8 pixels, got float32"):
         read_clipart(tmp_path)
     write_snapshot(tmp_path, captions=[{"id": "x", "title": "t"}])
-    with pytest.raises(DatasetError, match="1 captions but .* holds 30 images"):
+    with pytest.raises(DatasetError, match="holds 30 images but .* has 1 caption lines"):
         read_clipart(tmp_path)
     with pytest.raises(ConfigError, match="three non-negative shares"):
         ClipartEditTask(read_clipart(write_snapshot(tmp_path)), split=(0.5, 0.5, 0.5))
