@@ -68,6 +68,8 @@ def load_spec(path: str | Path, overrides: Mapping[str, object] | None = None) -
         raise ConfigError(f"{path}: spec file not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file; expected a YAML spec (tokenizers/*.yaml)") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     return parse_spec(data, str(path), overrides)
