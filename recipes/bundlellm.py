@@ -245,28 +245,20 @@ def main(argv=None) -> int:
             print("zero-shot done", flush=True)
         tcfg = {"lr": args.lr, "batch_size": args.batch_size, "patience": args.patience, "seed": seed,
                     "warmup_steps": 0 if args.quick else 4}
-        t0 = time.perf_counter()
-        pool1 = QuestionPool(data, train_b, size=args.train_questions, num_candidates=cfg.num_candidates_stage1,
-                             hard_share=cfg.hard_share, seed=seed)
-        res1 = train_stage(model, "stage1", pool1, valid[10], default_trainer_config(epochs=args.epochs1, **tcfg),
-                           eval_batch_size=args.batch_size)
-        timings.setdefault("stage1_train_s", []).append(time.perf_counter() - t0)
-        histories.setdefault("stage1", []).append(res1.history)
-        t0 = time.perf_counter()
-        per_seed[LLM_ARMS[1]].append(test_all(model, test, True, args.batch_size))
-        timings.setdefault("stage1_test_s", []).append(time.perf_counter() - t0)
-        print(f"seed {seed}: stage 1 done ({res1.best_epoch} best epoch)", flush=True)
-        t0 = time.perf_counter()
-        pool2 = QuestionPool(data, train_b, size=args.train_questions, num_candidates=cfg.num_candidates_stage2,
-                             hard_share=cfg.hard_share, seed=seed + 1000)
-        res2 = train_stage(model, "stage2", pool2, valid[20], default_trainer_config(epochs=args.epochs2, **tcfg),
-                           eval_batch_size=args.batch_size)
-        timings.setdefault("stage2_train_s", []).append(time.perf_counter() - t0)
-        histories.setdefault("stage2", []).append(res2.history)
-        t0 = time.perf_counter()
-        per_seed[LLM_ARMS[2]].append(test_all(model, test, True, args.batch_size))
-        timings.setdefault("stage2_test_s", []).append(time.perf_counter() - t0)
-        print(f"seed {seed}: stage 2 done ({res2.best_epoch} best epoch)", flush=True)
+        stages = ((1, "stage1", cfg.num_candidates_stage1, valid[10], args.epochs1, seed),
+                  (2, "stage2", cfg.num_candidates_stage2, valid[20], args.epochs2, seed + 1000))
+        for n, stage, candidates, valid_questions, epochs, pool_seed in stages:
+            t0 = time.perf_counter()
+            pool = QuestionPool(data, train_b, size=args.train_questions, num_candidates=candidates,
+                                hard_share=cfg.hard_share, seed=pool_seed)
+            res = train_stage(model, stage, pool, valid_questions, default_trainer_config(epochs=epochs, **tcfg),
+                              eval_batch_size=args.batch_size)
+            timings.setdefault(f"{stage}_train_s", []).append(time.perf_counter() - t0)
+            histories.setdefault(stage, []).append(res.history)
+            t0 = time.perf_counter()
+            per_seed[LLM_ARMS[n]].append(test_all(model, test, True, args.batch_size))
+            timings.setdefault(f"{stage}_test_s", []).append(time.perf_counter() - t0)
+            print(f"seed {seed}: stage {n} done ({res.best_epoch} best epoch)", flush=True)
         if seed == seeds[0]:
             qs = test[setting_name(10, "random")][: args.efficiency_questions]
             model.eval()
