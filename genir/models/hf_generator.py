@@ -207,15 +207,27 @@ class CausalLMIdGenerator(IdGenerator):
         tokenizer.padding_side = "left"  # every prompt ends at the last column, where decoding starts
         super().__init__(model, tokenizer, item_codes, level_sizes, **kwargs)
 
-    def loss(self, batch) -> torch.Tensor:
+    def _teacher_forced(self, batch) -> tuple[dict[str, torch.Tensor], int, torch.Tensor]:
+        """Model inputs of prompt + target codes, the prompt width, and the (B, L) target tokens."""
         texts, items = batch
         inputs = self._encode_texts(texts)
         target = self._target_tokens(items)  # (B, L)
-        input_ids = torch.cat([inputs["input_ids"], target], dim=1)
         mask = torch.cat([inputs["attention_mask"], torch.ones_like(target)], dim=1)
-        labels = torch.cat([torch.full_like(inputs["input_ids"], -100), target], dim=1)
         positions = (mask.cumsum(1) - 1).clamp_min(0)  # left padding: positions count real tokens only
-        return self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, labels=labels).loss
+        model_inputs = {"input_ids": torch.cat([inputs["input_ids"], target], dim=1), "attention_mask": mask,
+                        "position_ids": positions}
+        return model_inputs, inputs["input_ids"].shape[1], target
+
+    def loss(self, batch) -> torch.Tensor:
+        model_inputs, width, target = self._teacher_forced(batch)
+        labels = torch.cat([torch.full_like(model_inputs["input_ids"][:, :width], -100), target], dim=1)
+        return self.model(**model_inputs, labels=labels).loss
+
+    def example_losses(self, batch) -> torch.Tensor:
+        """(B,) each example's mean cross-entropy over its L code tokens (per-sample scores, e.g. DEALRec's)."""
+        model_inputs, width, target = self._teacher_forced(batch)
+        logits = self.model(**model_inputs).logits[:, width - 1:-1]  # the positions that predict the targets
+        return torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none").mean(1)
 
     def _beam_search(self, inputs, beams):
         return beam_search_causal_lm(self.model, inputs["input_ids"], self.prefix, beams, beams,

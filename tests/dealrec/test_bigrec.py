@@ -61,3 +61,16 @@ def test_bigrec_trains_and_ranks_only_new_catalogue_items(tmp_path):
         assert not set(ranked) & set(h.tolist())  # history excluded inside the search
     l2 = l2_grounding_scores(rec, batch, title_states(rec))
     assert l2.shape == (3, split.num_items) and torch.isfinite(l2).all()
+
+
+def test_example_losses_average_to_the_training_loss():
+    titles = movie_titles(12)
+    from genir.methods.dealrec.bigrec import PROMPT_HEAD, PROMPT_TAIL
+
+    tok = word_tokenizer(titles + [PROMPT_HEAD + PROMPT_TAIL, "[2]"])
+    rec = BIGRec(tiny_llama(tok), tok, titles, max_history=3, beam_width=4)
+    batch = rec.collate(list(rec.pairs([[0, 1], [2], [3, 4, 5]], [6, 7, 8])))
+    per_example = rec.example_losses(batch)
+    assert per_example.shape == (3,) and len(set(per_example.tolist())) == 3
+    # every target has the same number of code tokens, so the token mean is the mean of the example means
+    torch.testing.assert_close(per_example.mean(), rec.loss(batch))

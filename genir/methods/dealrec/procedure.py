@@ -91,15 +91,7 @@ def answer_losses(rec: BIGRec, pairs) -> callable:
     """Per-sample mean answer-token loss of the LLM recommender on ``pairs`` (rows -> (B,))."""
 
     def losses(rows: np.ndarray) -> torch.Tensor:
-        texts, items = rec.collate([pairs[int(i)] for i in rows])
-        inputs = rec._encode_texts(texts)
-        target = rec._target_tokens(items)
-        ids = torch.cat([inputs["input_ids"], target], 1)
-        mask = torch.cat([inputs["attention_mask"], torch.ones_like(target)], 1)
-        positions = (mask.cumsum(1) - 1).clamp_min(0)
-        logits = rec.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
-        logits = logits[:, inputs["input_ids"].shape[1] - 1:-1]
-        return torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none").mean(1)
+        return rec.example_losses(rec.collate([pairs[int(i)] for i in rows]))
 
     return losses
 
