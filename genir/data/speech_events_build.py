@@ -35,7 +35,7 @@ import numpy as np
 
 from genir.atomic import write_json
 from genir.data.audio import SAMPLE_RATE, load_wav, require_programs, run_tool, write_wav
-from genir.data.speech_events import (
+from genir.data.speech_event_tasks import (
     HYBRID_PAIRS,
     MANIFEST_COLUMNS,
     MANIFEST_NAME,
