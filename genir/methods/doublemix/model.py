@@ -176,6 +176,7 @@ class EventDecoder(nn.Module):
         last = self.decoder.layers[-1]
         self.appended = AppendedDecoderLayer(last, self.variant["ffn"], config.n_experts or n_tasks,
                                              config.adapter_dim)
+        self.appended.requires_grad_(True)  # the copied modules came from the frozen decoder
         if self.variant["ffn"] == "frozen":
             self.appended.requires_grad_(False)
         elif not config.train_attention:
