@@ -58,7 +58,7 @@ SPEECH_TASKS: dict[str, tuple[str, ...]] = {
 # ESC-50's five sound categories (the paper's acoustic tasks), with classes we have recordings (or recipes) for.
 SOUND_TASKS: dict[str, tuple[str, ...]] = {
     "animal": ("animal:dog", "animal:cat", "animal:cow", "animal:bird"),
-    "nature": ("nature:rain", "nature:water", "nature:wind", "nature:thunder"),
+    "nature": ("nature:rain", "nature:water", "nature:wind", "nature:insects"),
     "human": ("human:applause", "human:footsteps", "human:laughter", "human:heartbeat"),
     "domestic": ("domestic:door", "domestic:phone", "domestic:alarm-clock", "domestic:keyboard"),
     "urban": ("urban:engine", "urban:train", "urban:siren", "urban:machinery"),

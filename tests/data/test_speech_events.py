@@ -3,12 +3,15 @@ checks, the decoder labels and their parser, and a tiny real build (espeak-ng + 
 
 from __future__ import annotations
 
+import json
+import shutil
 import warnings
 import wave
 
 import numpy as np
 import pytest
 
+from genir.data import audio
 from genir.data.audio import load_wav, write_wav
 from genir.data.speech_events import (
     EVENT_TOKEN,
@@ -16,6 +19,7 @@ from genir.data.speech_events import (
     MANIFEST_COLUMNS,
     SOUND_TASKS,
     SPEECH_TASKS,
+    build_speech_events,
     normalize_transcript,
     parse_event_output,
     read_speech_events,
@@ -155,3 +159,50 @@ def test_task_tables_have_the_promised_shape():
     assert all(3 <= len(v) <= 5 and all(t.startswith(k + ":") for t in v) for k, v in SPEECH_TASKS.items())
     assert all(3 <= len(v) <= 4 and all(t.startswith(k + ":") for t in v) for k, v in SOUND_TASKS.items())
     assert all(a in SPEECH_TASKS and b in SOUND_TASKS for a, b in HYBRID_PAIRS)
+
+
+def test_missing_programs_are_named_with_the_install_command(tmp_path, monkeypatch):
+    monkeypatch.setattr(audio.shutil, "which", lambda name: None if name == "espeak-ng" else "/usr/bin/" + name)
+    with pytest.raises(DatasetError, match=r"program\(s\) espeak-ng not found.*apt-get install espeak-ng sox "
+                                           r"libsox-fmt-base"):
+        build_speech_events(tmp_path / "bench")
+    assert not (tmp_path / "bench").exists()
+
+
+@pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")), reason="needs espeak-ng and sox")
+def test_tiny_build_is_complete_readable_and_seeded(tmp_path):
+    a = build_speech_events(tmp_path / "a", seed=3, per_task=2, voices=("en-us",))
+    b = build_speech_events(tmp_path / "b", seed=3, per_task=2, voices=("en-us",))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # no temporary folder left behind
+    manifest = (a / "manifest.tsv").read_text()
+    assert manifest.splitlines()[0].split("\t") == list(MANIFEST_COLUMNS)
+    assert manifest == (b / "manifest.tsv").read_text()
+    first_mixed = next(line.split("\t")[0] for line in manifest.splitlines() if "\tjoin" in line)
+    for wav in ("clips/conflict/train/0000.wav", "clips/urban/test/0000.wav", first_mixed):
+        assert (a / wav).read_bytes() == (b / wav).read_bytes()
+    data = read_speech_events(a)
+    clips = data.clips
+    assert data.report["clips"] == data.report["rows"] == len(clips) == 7 * 4 + 5 * 4 + 4 * 2 * 2
+    assert set(clips["split"]) == {"train", "dev", "test"}
+    assert clips.groupby("kind").size().to_dict() == {"join": 8, "overlay": 8, "sound": 20, "speech": 28}
+    assert clips["duration_s"].max() <= 8.0
+    speech, sound = clips[clips["kind"] == "speech"], clips[clips["kind"] == "sound"]
+    assert speech["duration_s"].between(1.0, 5.0).all() and (sound["duration_s"] <= 3.0).all()
+    assert (sound["transcript"] == "none").all() and speech["transcript"].str.len().gt(10).all()
+    assert speech["transcript"].str.fullmatch(r"[a-z0-9 ]+").all()
+    mixed = data.mixed()
+    assert set(mixed["task"]) == {f"{s}+{n}" for s, n in HYBRID_PAIRS}
+    how = json.loads((a / "build.json").read_text())
+    assert how["synthesized_classes"] == ["urban:siren"]
+    split_of = dict(zip(clips["clip_id"], clips["split"]))
+    for row in mixed.itertuples():  # a mixed row is made of clips of its own split
+        made = how["clips"][row.clip_id]
+        assert split_of[made["speech"]] == split_of[made["sound"]] == row.split
+        speech_row = clips[clips["clip_id"] == made["speech"]].iloc[0]
+        assert row.transcript == speech_row["transcript"]
+        assert row.event_type.split("|")[0] == speech_row["event_type"]
+    assert all(how["clips"][c]["origin"].startswith(("real: ", "synthesized")) for c in sound["clip_id"])
+    with pytest.raises(DatasetError, match="already exists"):
+        build_speech_events(a, seed=3, per_task=2)
+    c = build_speech_events(a, seed=4, per_task=2, voices=("en-gb",), force=True)
+    assert (c / "manifest.tsv").read_text() != manifest
