@@ -47,7 +47,7 @@ from genir.data.speech_events import (
 from genir.features.audio import encode_log_mel, encoder_states, log_mel
 from genir.methods.doublemix import LABELS, VARIANTS, DoubleMixConfig, rehearsal_based, run_stream
 from genir.methods.doublemix.model import EventDecoder
-from genir.methods.doublemix.procedures import word_error_rate
+from genir.methods.doublemix.procedures import frozen_cross_states, word_error_rate
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("doublemix", "adapter", "replay", "finetune", "ewc", "l2p", "joint")
@@ -184,13 +184,13 @@ def transcript_wer(whisper, rows: pd.DataFrame, frames: int, progress: bool) -> 
                          for r, a, b in list(zip(refs, hyps["truncated"], hyps["full"]))[:5]]}
 
 
-def measure_costs(whisper, tasks, states, plan: dict) -> dict:
+def measure_costs(whisper, tasks, states, frozen, plan: dict) -> dict:
     """Seconds of one training step (batch of ``batch_size``) and of decoding one clip, on this machine."""
     t = next(iter(tasks))
     model = EventDecoder(whisper, DoubleMixConfig(), plan["tasks"])
     from genir.methods.doublemix.procedures import decode_rows, examples_of
 
-    items = examples_of(model, tasks[t]["train"], states)
+    items = examples_of(model, tasks[t]["train"], states, frozen)
     batch = model.collate([items[i % len(items)] for i in range(plan["batch_size"])])
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     t0 = time.perf_counter()
@@ -201,7 +201,7 @@ def measure_costs(whisper, tasks, states, plan: dict) -> dict:
     step = (time.perf_counter() - t0) / 2
     rows = tasks[t]["test"].head(min(8, len(tasks[t]["test"])))
     t0 = time.perf_counter()
-    decode_rows(model.eval(), rows, states)
+    decode_rows(model.eval(), rows, states, frozen=frozen)
     return {"train_step_s": step, "decode_clip_s": (time.perf_counter() - t0) / max(1, len(rows))}
 
 
@@ -346,7 +346,13 @@ def run(args) -> dict:
     if wer_check:
         print(f"zero-shot WER on {wer_check['clips']} clips: truncated {plan['frames']} frames "
               f"{wer_check['wer_truncated']:.3f}, full 30 s {wer_check['wer_full_30s']:.3f}", flush=True)
-    costs = measure_costs(whisper, tasks, states, plan)
+    t0 = time.perf_counter()
+    frozen = frozen_cross_states(EventDecoder(whisper, DoubleMixConfig(), plan["tasks"]), list(clips["clip_id"]),
+                                 states)
+    frozen_seconds = time.perf_counter() - t0
+    print(f"frozen decoder layers' cross-attention keys/values of {len(clips)} clips: {frozen_seconds:.0f} s, "
+          f"{sum(v.numel() * v.element_size() for v in frozen.values()) / 2**30:.2f} GiB", flush=True)
+    costs = measure_costs(whisper, tasks, states, frozen, plan)
     n_mixed_train = sum(len(m["train"]) for m in mixed.values())
     n_mixed_test = sum(len(m["test"]) for m in mixed.values())
     proj = projection(plan, len(methods), costs, n_mixed_train, n_mixed_test)
@@ -365,7 +371,7 @@ def run(args) -> dict:
                 break
             config = DoubleMixConfig.from_dict({**overrides, "variant": name}, source=name, coerce=True)
             print(f"{name}, order {o}: {' > '.join(order)}", flush=True)
-            r = run_stream(whisper, tasks, order, mixed, states, config, trainer, seed=args.seed + o)
+            r = run_stream(whisper, tasks, order, mixed, states, config, trainer, seed=args.seed + o, frozen=frozen)
             results[name].append({**r.__dict__, "order_index": o})
     summary = {name: summarize(runs) for name, runs in results.items()}
     out = Path(args.out)
@@ -381,7 +387,8 @@ def run(args) -> dict:
                     "train_rows": {t: len(v["train"]) for t, v in tasks.items()},
                     "test_rows": {t: len(v["test"]) for t, v in tasks.items()},
                     "mixed_train_rows": n_mixed_train, "mixed_test_rows": n_mixed_test},
-           "encoder": {"clips": len(clips), "frames": plan["frames"], "seconds": encode_seconds},
+           "encoder": {"clips": len(clips), "frames": plan["frames"], "seconds": encode_seconds,
+                       "frozen_cross_kv_seconds": frozen_seconds},
            "wer_truncated_vs_full": wer_check, "measured_costs": costs, "projection": proj,
            "summary": summary, "runs": results, "verdict": note, "wall_seconds": wall,
            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

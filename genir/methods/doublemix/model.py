@@ -231,8 +231,20 @@ class EventDecoder(nn.Module):
     def _layers(self):
         return [*self.decoder.layers, self.appended]
 
-    def _cross(self, enc: torch.Tensor) -> list[tuple]:
-        return [cross_kv(layer.encoder_attn, enc) for layer in self._layers()]
+    @torch.no_grad()
+    def frozen_cross(self, enc: torch.Tensor, dtype: torch.dtype = torch.float16) -> torch.Tensor:
+        """(B, layers, 2, H, T, d/H) cross-attention keys and values of the frozen decoder layers for encoder
+        states (B, T, d). They never change, so a run computes them once per clip and passes them in batches
+        (``"frozen_kv"``): they are most of the cost of a training step and of decoding."""
+        kv = [torch.stack(cross_kv(layer.encoder_attn, enc.float()), 1) for layer in self.decoder.layers]
+        return torch.stack(kv, 1).to(dtype)
+
+    def _cross(self, enc: torch.Tensor, frozen_kv: torch.Tensor | None = None) -> list[tuple]:
+        if frozen_kv is None:
+            return [cross_kv(layer.encoder_attn, enc) for layer in self._layers()]
+        frozen_kv = frozen_kv.to(enc.dtype)
+        return [(frozen_kv[:, i, 0], frozen_kv[:, i, 1]) for i in range(frozen_kv.shape[1])] + [
+            cross_kv(self.appended.encoder_attn, enc)]
 
     def _prefix(self, enc: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         if self.pool is None:
@@ -263,7 +275,10 @@ class EventDecoder(nn.Module):
             inputs[i, :len(s) - 1] = torch.tensor(s[:-1])
             labels[i, p - 1:len(s) - 1] = torch.tensor(s[p:])
         enc = torch.stack([torch.as_tensor(e["enc"]) for e in examples]).float()
-        return {"enc": enc, "input_ids": inputs, "labels": labels}
+        batch = {"enc": enc, "input_ids": inputs, "labels": labels}
+        if all(e.get("frozen_kv") is not None for e in examples):
+            batch["frozen_kv"] = torch.stack([e["frozen_kv"] for e in examples]).float()
+        return batch
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         enc = batch["enc"].float()
@@ -273,7 +288,7 @@ class EventDecoder(nn.Module):
         if prefix is not None:
             embeds = torch.cat([prefix.to(embeds.dtype), embeds], 1)
             labels = torch.cat([labels.new_full(prefix.shape[:2], -100), labels], 1)
-        h, _ = self.hidden(embeds, self._cross(enc), None, 0)
+        h, _ = self.hidden(embeds, self._cross(enc, batch.get("frozen_kv")), None, 0)
         keep = labels != -100
         ce = F.cross_entropy(self.logits(h[keep]), labels[keep])
         out = {"ce": ce.detach()}
@@ -293,15 +308,16 @@ class EventDecoder(nn.Module):
 
     # ---------------------------------------------------------------- decoding
     @torch.no_grad()
-    def generate(self, enc: torch.Tensor, max_new_tokens: int | None = None) -> list[list[int]]:
-        """Greedy decoding from Whisper's prompt for encoder states (B, T, d): generated ids per clip (the end
-        token excluded)."""
+    def generate(self, enc: torch.Tensor, max_new_tokens: int | None = None,
+                 frozen_kv: torch.Tensor | None = None) -> list[list[int]]:
+        """Greedy decoding from Whisper's prompt for encoder states (B, T, d) (and their :meth:`frozen_cross`, if
+        at hand): generated ids per clip (the end token excluded)."""
         was_training = self.training
         self.eval()
         limit = max_new_tokens or self.config.max_new_tokens
         enc = enc.float()
         b = enc.shape[0]
-        cross = self._cross(enc)
+        cross = self._cross(enc, frozen_kv)
         ids = torch.tensor([self.prompt_ids] * b, device=enc.device)
         embeds = self.embed(ids)
         prefix, _ = self._prefix(enc)

@@ -41,9 +41,26 @@ class Examples(torch.utils.data.Dataset):
         return self.items[i]
 
 
-def examples_of(model: EventDecoder, rows: pd.DataFrame, states: dict[str, torch.Tensor]) -> list[dict]:
-    return [{"enc": states[r.clip_id], "target": model.encode_target(target_text(r._asdict()))}
+def examples_of(model: EventDecoder, rows: pd.DataFrame, states: dict[str, torch.Tensor],
+                frozen: dict[str, torch.Tensor] | None = None) -> list[dict]:
+    """Training examples of ``rows``; ``frozen``: clip_id -> :meth:`EventDecoder.frozen_cross` of the clip."""
+    return [{"enc": states[r.clip_id], "target": model.encode_target(target_text(r._asdict())),
+             "frozen_kv": None if frozen is None else frozen.get(r.clip_id)}
             for r in rows.itertuples(index=False)]
+
+
+@torch.no_grad()
+def frozen_cross_states(model: EventDecoder, clip_ids: list[str], states: dict[str, torch.Tensor],
+                        batch_size: int = 16) -> dict[str, torch.Tensor]:
+    """clip_id -> the frozen decoder layers' cross-attention keys/values (float16), computed once per run and
+    shared by every method (the frozen layers are the same for all)."""
+    device = next(model.parameters()).device
+    out = {}
+    for start in range(0, len(clip_ids), batch_size):
+        ids = clip_ids[start:start + batch_size]
+        kv = model.frozen_cross(torch.stack([states[c] for c in ids]).to(device)).cpu()
+        out.update(zip(ids, kv))
+    return out
 
 
 def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
@@ -58,13 +75,14 @@ def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
 
 
 def decode_rows(model: EventDecoder, rows: pd.DataFrame, states: dict[str, torch.Tensor],
-                batch_size: int = 16) -> list[str]:
+                batch_size: int = 16, frozen: dict[str, torch.Tensor] | None = None) -> list[str]:
     device = next(model.parameters()).device
     texts = []
     for start in range(0, len(rows), batch_size):
-        ids = rows["clip_id"].iloc[start:start + batch_size]
+        ids = list(rows["clip_id"].iloc[start:start + batch_size])
         enc = torch.stack([states[c] for c in ids]).to(device)
-        texts += [model.decode_ids(g) for g in model.generate(enc)]
+        kv = torch.stack([frozen[c] for c in ids]).to(device) if frozen and all(c in frozen for c in ids) else None
+        texts += [model.decode_ids(g) for g in model.generate(enc, frozen_kv=kv)]
     return texts
 
 
@@ -111,13 +129,15 @@ def _fit(model: EventDecoder, items: list[dict], trainer: dict, seed: int) -> li
 def run_stream(whisper, tasks: dict[str, dict[str, pd.DataFrame]], order: list[str],
                mixed: dict[tuple[str, str], dict[str, pd.DataFrame]], states: dict[str, torch.Tensor],
                config: DoubleMixConfig, trainer: dict | None = None, *, seed: int = 0,
-               eval_batch_size: int = 16, log=print) -> StreamResult:
+               eval_batch_size: int = 16, frozen: dict[str, torch.Tensor] | None = None,
+               log=print) -> StreamResult:
     """One method over one task order.
 
     Args:
         tasks: task -> {"train": rows, "test": rows} (frames of :class:`~genir.data.speech_events.SpeechEvents`).
         mixed: hybrid pair -> {"train": mixed rows, "test": mixed rows}.
         states: clip_id -> cached encoder states (T, d).
+        frozen: clip_id -> :func:`frozen_cross_states` (optional: recomputed in every step without it).
         trainer: :class:`TrainerConfig` fields (epochs, lr, batch_size ...).
     """
     trainer = dict(trainer or {})
@@ -126,8 +146,8 @@ def run_stream(whisper, tasks: dict[str, dict[str, pd.DataFrame]], order: list[s
     model = EventDecoder(whisper, config, len(order))
     res = StreamResult(config.variant, list(order))
     rng = np.random.default_rng(seed)
-    train_sets = {t: examples_of(model, tasks[t]["train"], states) for t in order}
-    mixed_sets = {p: examples_of(model, m["train"], states) for p, m in mixed.items()}
+    train_sets = {t: examples_of(model, tasks[t]["train"], states, frozen) for t in order}
+    mixed_sets = {p: examples_of(model, m["train"], states, frozen) for p, m in mixed.items()}
     steps = [list(order)] if variant["joint"] else [[t] for t in order]
     for i, step in enumerate(steps):
         t0 = time.perf_counter()
@@ -161,7 +181,7 @@ def run_stream(whisper, tasks: dict[str, dict[str, pd.DataFrame]], order: list[s
         row_acc, row_wer, row_parsed = [], [], []
         for t in evaluated:
             rows = tasks[t]["test"]
-            outputs = decode_rows(model, rows, states, eval_batch_size)
+            outputs = decode_rows(model, rows, states, eval_batch_size, frozen)
             s = score_rows(rows, outputs)
             row_acc.append(s["accuracy"])
             row_wer.append(s["wer"])
@@ -187,7 +207,7 @@ def run_stream(whisper, tasks: dict[str, dict[str, pd.DataFrame]], order: list[s
     mixed_rows = [m["test"] for m in mixed.values() if len(m["test"])]
     if mixed_rows:
         rows = pd.concat(mixed_rows, ignore_index=True)
-        s = score_rows(rows, decode_rows(model, rows, states, eval_batch_size))
+        s = score_rows(rows, decode_rows(model, rows, states, eval_batch_size, frozen))
         res.mixed = {"both": s["accuracy"], "speech": s.get("speech_accuracy", float("nan")),
                      "sound": s.get("sound_accuracy", float("nan")), "wer": s["wer"], "n": s["n"]}
     res.eval_seconds += time.perf_counter() - t1

@@ -150,3 +150,17 @@ def test_what_trains_in_each_variant(whisper):
                                      "appended.encoder_attn_layer_norm", "appended.final_layer_norm"}
     assert trainable("doublemix", train_attention=False) == {"event_row", "appended.mixture"}
     assert "appended.self_attn" in trainable("doublemix")
+
+
+def test_precomputed_frozen_cross_attention_gives_the_same_loss_and_decoding(whisper):
+    torch.manual_seed(0)
+    model = EventDecoder(whisper, DoubleMixConfig(), 3)
+    with torch.no_grad():
+        for p in model.appended.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    batch = _batch(model)
+    plain = model(batch)["loss"]
+    kv = model.frozen_cross(batch["enc"], dtype=torch.float32)
+    assert kv.shape[:3] == (3, 2, 2)
+    assert torch.allclose(model({**batch, "frozen_kv": kv})["loss"], plain, atol=1e-5)
+    assert model.generate(batch["enc"], 6) == model.generate(batch["enc"], 6, frozen_kv=kv)
