@@ -74,6 +74,7 @@ def synthetic_benchmark(out: Path, tasks: list[str], per_task: int, seed: int = 
 
     rng = np.random.default_rng(seed)
     rows, sr = [], 16000
+    (out / "clips").mkdir(parents=True, exist_ok=True)
 
     def tone(i: int, seconds: float = 0.6) -> np.ndarray:
         t = np.arange(int(sr * seconds)) / sr
@@ -306,10 +307,9 @@ def plot(results: dict, path_mat: Path, path_sum: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     for ax, key, title in zip(axes, ("average", "forgetting", "mixed_both"),
                               ("final average accuracy", "forgetting", "mixed rows: both events right")):
-        means = [np.nanmean([r["summary"][key] if key != "mixed_both" else r["mixed"].get("both", np.nan)
-                             for r in results[n]]) for n in names]
-        stds = [np.nanstd([r["summary"][key] if key != "mixed_both" else r["mixed"].get("both", np.nan)
+        stats = [mean_std([r["summary"][key] if key != "mixed_both" else r["mixed"].get("both", np.nan)
                            for r in results[n]]) for n in names]
+        means, stds = [s["mean"] for s in stats], [s["std"] for s in stats]
         ax.bar(range(len(names)), np.nan_to_num(means), yerr=np.nan_to_num(stds), color="tab:blue")
         ax.set_xticks(range(len(names)), names, rotation=45, fontsize=7)
         ax.set_title(title, fontsize=9)

@@ -43,3 +43,21 @@ def test_doublemix_quick_trains_every_method_and_outputs_parse(tmp_path, monkeyp
     for name in ("accuracy_matrices.png", "summary.png"):
         assert (out / name).stat().st_size > 5_000, name
     assert "rehearsal" in (out / "results.md").read_text()
+
+
+def test_doublemix_quick_runs_on_synthetic_clips_without_espeak_or_sox(tmp_path, monkeypatch):
+    from genir.llm.whisper import packaged_tokenizer
+
+    try:
+        packaged_tokenizer("base")
+    except ConfigError as e:
+        pytest.skip(str(e))
+    monkeypatch.setenv("GENIR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(doublemix.shutil, "which", lambda name: None)
+    out = tmp_path / "run"
+    assert doublemix.main(["--quick", "--out", str(out), "--no-progress", "--threads", "1", "--tasks", "2",
+                           "--methods", "doublemix,finetune"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    manifest = (out / "data" / "manifest.tsv").read_text()
+    assert "conflict+nature" in manifest and "join" in manifest
+    assert all(p == 1.0 for p in res["runs"]["doublemix"][0]["parsed"][-1])
