@@ -431,7 +431,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output folder (default runs/doublemix/<time>)")
     p.add_argument("--cpu", action="store_true", help="force CPU even if a GPU is visible")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (on 2 cores shared with other jobs, 2 threads "
+                   "measured 3x slower per step and 14x per decoded clip than 1)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     args = p.parse_args(argv)
     args.out = args.out or f"runs/doublemix/{'quick-' if args.quick else ''}{time.strftime('%Y%m%d-%H%M%S')}"
