@@ -1,4 +1,7 @@
-"""The generated speech-and-sound event benchmark (Double Mixture, Kang et al. 2024): tasks, labels and reader.
+"""The generated speech-and-sound event benchmark (Double Mixture, Kang et al. 2024): reader and build command.
+
+Its tasks, manifest format and decoder labels live in :mod:`genir.data.speech_event_tasks` and are re-exported
+here; the generator is :mod:`genir.data.speech_events_build` (``build_speech_events``).
 
 A benchmark folder holds ``manifest.tsv`` (tab-separated, header ``wav transcript task event_type split kind``)
 and the clips it names, all 16 kHz mono 16-bit PCM WAVs of at most 8 s (:mod:`genir.data.audio`). Rows are of
@@ -23,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import re
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -33,71 +35,52 @@ import numpy as np
 import pandas as pd
 
 from genir.data.audio import SAMPLE_RATE, load_wav
+from genir.data.speech_event_tasks import (
+    DEFAULT_STREAM,
+    EVENT_TOKEN,
+    HYBRID_PAIRS,
+    KINDS,
+    MANIFEST_COLUMNS,
+    MANIFEST_NAME,
+    MAX_SECONDS,
+    MIXED_KINDS,
+    NO_TRANSCRIPT,
+    SILENCE_PEAK,
+    SOUND_TASKS,
+    SPEECH_TASKS,
+    SPLITS,
+    normalize_transcript,
+    parse_event_output,
+    target_text,
+)
+from genir.data.speech_events_build import build as build_speech_events
 from genir.errors import DatasetError
 
-EVENT_TOKEN = "<event>"
-NO_TRANSCRIPT = "none"
-MANIFEST_NAME = "manifest.tsv"
-MANIFEST_COLUMNS = ("wav", "transcript", "task", "event_type", "split", "kind")
-SPLITS = ("train", "dev", "test")
-KINDS = ("speech", "sound", "join", "overlay")
-MIXED_KINDS = ("join", "overlay")
-MAX_SECONDS = 8.0
-SILENCE_PEAK = 1e-3  # about -60 dBFS: below it a clip carries no audible event
+__all__ = [
+    "DEFAULT_STREAM",
+    "EVENT_TOKEN",
+    "HYBRID_PAIRS",
+    "KINDS",
+    "MANIFEST_COLUMNS",
+    "MANIFEST_NAME",
+    "MAX_SECONDS",
+    "MIXED_KINDS",
+    "NO_TRANSCRIPT",
+    "SILENCE_PEAK",
+    "SOUND_TASKS",
+    "SPEECH_TASKS",
+    "SPLITS",
+    "SpeechEvents",
+    "build_speech_events",
+    "normalize_transcript",
+    "parse_event_output",
+    "read_speech_events",
+    "target_text",
+]
 
-# ACE05-like semantic tasks (7, as the paper's Speech-ACE05); the event types are our own ACE-style sub-types.
-SPEECH_TASKS: dict[str, tuple[str, ...]] = {
-    "conflict": ("conflict:attack", "conflict:demonstrate", "conflict:surrender"),
-    "movement": ("movement:transport", "movement:evacuate", "movement:escape"),
-    "transaction": ("transaction:transfer-money", "transaction:transfer-ownership", "transaction:donate"),
-    "contact": ("contact:meet", "contact:phone-write", "contact:negotiate"),
-    "justice": ("justice:arrest-jail", "justice:trial-hearing", "justice:sentence", "justice:sue"),
-    "personnel": ("personnel:start-position", "personnel:end-position", "personnel:elect", "personnel:nominate"),
-    "life": ("life:be-born", "life:marry", "life:injure", "life:die"),
-}
-# ESC-50's five sound categories (the paper's acoustic tasks), with classes we have recordings (or recipes) for.
-SOUND_TASKS: dict[str, tuple[str, ...]] = {
-    "animal": ("animal:dog", "animal:cat", "animal:cow", "animal:bird"),
-    "nature": ("nature:rain", "nature:water", "nature:wind", "nature:insects"),
-    "human": ("human:applause", "human:footsteps", "human:laughter", "human:heartbeat"),
-    "domestic": ("domestic:door", "domestic:phone", "domestic:alarm-clock", "domestic:keyboard"),
-    "urban": ("urban:engine", "urban:train", "urban:siren", "urban:machinery"),
-}
-# The paper's combined-benchmark train locales (conflict, nature, movement, scenario, animal, talk, human) with
-# its MAVEN tasks replaced by our ACE-like ones: speech and sound tasks interleaved.
-DEFAULT_STREAM = ("conflict", "nature", "movement", "animal", "contact", "human", "transaction")
-# Its hybrid locales (conflict_nature, movement_nature, scenario_animal, talk_human), likewise.
-HYBRID_PAIRS: tuple[tuple[str, str], ...] = (("conflict", "nature"), ("movement", "nature"),
-                                             ("contact", "animal"), ("transaction", "human"))
-
-_EVENT_SPLIT = re.compile(r"<\s*event\s*>", re.IGNORECASE)
 _SKIP_REASONS = {"missing_wav": "a missing wav", "unreadable_wav": "an unreadable or corrupt wav",
                  "silent_wav": f"a silent wav (peak below {SILENCE_PEAK})",
                  "empty_transcript": "an empty transcript"}
-
-
-def normalize_transcript(text: str) -> str:
-    """Lower case, punctuation dropped (hyphens and apostrophes become spaces), whitespace collapsed: the form
-    the transcripts are stored and scored (WER) in."""
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", str(text).lower()).split())
-
-
-def target_text(row) -> str:
-    """The decoder label of a manifest row (a mapping or a frame row with ``transcript`` and ``event_type``):
-    ``"{transcript} <event> {type}"``, ``"none <event> {type}"`` for a sound, and for a mixed row
-    ``"{transcript} <event> {speech type} <event> {sound type}"``."""
-    transcript = " ".join(str(row["transcript"]).split()) or NO_TRANSCRIPT
-    return " ".join([transcript] + [f"{EVENT_TOKEN} {t}" for t in str(row["event_type"]).split("|")])
-
-
-def parse_event_output(text: str) -> tuple[str, list[str]]:
-    """(transcript, event types) of a generated label: the text before the first ``<event>`` and each non-empty
-    piece after one, whitespace collapsed (``<event>`` itself may carry spaces: ``< event >``). No ``<event>``:
-    the whole text and an empty list."""
-    pieces = _EVENT_SPLIT.split(str(text))
-    transcript = " ".join(pieces[0].split())
-    types = [" ".join(p.split()) for p in pieces[1:]]
-    return transcript, [t for t in types if t]
 
 
 @dataclass
@@ -218,13 +201,6 @@ def read_speech_events(root: str | Path) -> SpeechEvents:
         raise DatasetError(f"{manifest}: no usable clip among {len(rows)} row(s)")
     report = {"rows": len(rows), "clips": len(clips), **{k: len(v) for k, v in skipped.items()}}
     return SpeechEvents(clips=clips, root=root, report=report)
-
-
-def build_speech_events(out_dir: str | Path, *, seed: int = 0, per_task: int | None = None, **options) -> Path:
-    """Generate the benchmark into ``out_dir`` (see :func:`genir.data.speech_events_build.build`)."""
-    from genir.data.speech_events_build import build
-
-    return build(out_dir, seed=seed, per_task=per_task, **options)
 
 
 def main(argv: list[str] | None = None) -> int:

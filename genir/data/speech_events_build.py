@@ -19,6 +19,11 @@ benchmark is ever left behind):
 
 ``build.json`` records the seed, the sizes, and per clip how it was made (voice, speed, pitch; source recording
 and its origin, real or synthesized, crop and effects; the two clips and the gap or SNR of a mixed row).
+
+Default size (``per_task=120``): 2,800 clips - per task 120 train / 20 dev / 40 test, per hybrid pair and kind
+40 train / 40 test - about 146 minutes of audio (274 MB of WAV), built in about 1.5 minutes on one core;
+``per_task=64`` stays under 150 MB. The same seed gives the same manifest and the same bytes (sox runs with
+``-R -D``: repeatable random numbers, no dither).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import numpy as np
 
 from genir.atomic import write_json
 from genir.data.audio import SAMPLE_RATE, load_wav, require_programs, run_tool, write_wav
-from genir.data.speech_events import (
+from genir.data.speech_event_tasks import (
     HYBRID_PAIRS,
     MANIFEST_COLUMNS,
     MANIFEST_NAME,
