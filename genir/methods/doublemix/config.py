@@ -39,6 +39,9 @@ class DoubleMixConfig(Config):
     n_experts: int = param(0, "adapter experts, allocated up front; 0 = one per task of the stream", min=0)
     balance_loss: float = param(0.0, "weight of the Switch-style load-balance loss of the router (paper's yaml: 0)",
                                 min=0.0)
+    adapter_lr_scale: float = param(4.0, "learning-rate factor of the adapter experts and the router (new, "
+                                    "randomly initialised, d -> 32 -> d) over the trainer's lr; 1 = the paper's single "
+                                    "lr, which left them under-trained at this run's few steps per task", min=0.0)
     train_attention: bool = param(True, "train the appended layer's self- and cross-attention (the paper trains "
                                   "the whole new layer); false: only its FFN / experts train")
     replay_ratio: float = param(0.1, "memory: samples from each earlier task = replay_ratio x |D_i| (paper: 0.1)",

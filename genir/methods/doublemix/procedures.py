@@ -112,6 +112,7 @@ class StreamResult:
     final_wer: float = float("nan")
     mixed: dict = field(default_factory=dict)
     losses: list[list[float]] = field(default_factory=list)  # per task: epoch losses
+    history: list[list[dict]] = field(default_factory=list)  # per task: the Trainer's epoch records (ce, ewc ...)
     train_examples: list[int] = field(default_factory=list)
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
@@ -119,11 +120,10 @@ class StreamResult:
     expert_usage: list[int] = field(default_factory=list)
 
 
-def _fit(model: EventDecoder, items: list[dict], trainer: dict, seed: int) -> list[float]:
+def _fit(model: EventDecoder, items: list[dict], trainer: dict, seed: int) -> list[dict]:
     tc = TrainerConfig.from_dict({"batch_size": 16, "lr": 1e-4, "max_grad_norm": 5.0, "epochs": 2,
                                   "progress": False, **trainer, "seed": seed}, source="doublemix trainer")
-    result = Trainer(model, Examples(items), config=tc).fit()
-    return [h["loss"] for h in result.history]
+    return Trainer(model, Examples(items), config=tc).fit().history
 
 
 def run_stream(whisper, tasks: dict[str, dict[str, pd.DataFrame]], order: list[str],
@@ -166,7 +166,8 @@ def run_stream(whisper, tasks: dict[str, dict[str, pd.DataFrame]], order: list[s
                                              config.hybrid_replay_ratio, rng).items():
                     items += [mixed_sets[p][j] for j in idx]
         model.train()
-        res.losses.append(_fit(model, items, trainer, seed + i))
+        res.history.append(_fit(model, items, trainer, seed + i))
+        res.losses.append([h["loss"] for h in res.history[-1]])
         res.train_examples.append(len(items))
         if variant["ewc"]:
             own = train_sets[step[0]]

@@ -164,3 +164,15 @@ def test_precomputed_frozen_cross_attention_gives_the_same_loss_and_decoding(whi
     assert kv.shape[:3] == (3, 2, 2)
     assert torch.allclose(model({**batch, "frozen_kv": kv})["loss"], plain, atol=1e-5)
     assert model.generate(batch["enc"], 6) == model.generate(batch["enc"], 6, frozen_kv=kv)
+
+
+def test_the_trainer_gives_the_experts_their_own_learning_rate(whisper):
+    from genir.methods.doublemix.procedures import Examples
+    from genir.training.trainer import Trainer, TrainerConfig
+
+    model = EventDecoder(whisper, DoubleMixConfig(adapter_lr_scale=4.0), 3)
+    opt = Trainer(model, Examples([]), config=TrainerConfig(lr=1e-4, progress=False))._optimizer(model)
+    router = model.appended.mixture.router.weight
+    event = model.event_row
+    lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert lr_of[id(router)] == pytest.approx(4e-4) and lr_of[id(event)] == pytest.approx(1e-4)
