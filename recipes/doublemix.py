@@ -243,6 +243,7 @@ def summarize(runs: list[dict]) -> dict:
     return {"average": mean_std([r["summary"]["average"] for r in runs]),
             "forgetting": mean_std([r["summary"]["forgetting"] for r in runs]),
             "bwt": mean_std([r["summary"]["bwt"] for r in runs]),
+            "learning": mean_std([r["summary"]["learning"] for r in runs]),
             "wer": mean_std([r["final_wer"] for r in runs]),
             "mixed_both": mean_std([r["mixed"].get("both", float("nan")) for r in runs]),
             "mixed_speech": mean_std([r["mixed"].get("speech", float("nan")) for r in runs]),
@@ -276,13 +277,18 @@ def verdict(summary: dict) -> str:
         return "(no baselines were run.)"
     dm = summary["doublemix"]
     best_acc = max(others, key=lambda k: others[k]["average"]["mean"])
-    least_fgt = min(others, key=lambda k: others[k]["forgetting"]["mean"])
+    # a method that learned nothing forgets nothing: forgetting is compared among those that learned
+    learned = {k: v for k, v in others.items() if v["learning"]["mean"] >= 0.1} or others
+    least_fgt = min(learned, key=lambda k: learned[k]["forgetting"]["mean"])
+    idle = sorted(set(others) - set(learned))
     acc_ok = dm["average"]["mean"] >= others[best_acc]["average"]["mean"]
-    fgt_ok = dm["forgetting"]["mean"] <= others[least_fgt]["forgetting"]["mean"]
+    fgt_ok = dm["forgetting"]["mean"] <= learned[least_fgt]["forgetting"]["mean"]
     return (f"Double Mixture: final average accuracy {dm['average']['mean']:.3f} vs the best baseline "
             f"({LABELS[best_acc]}) {others[best_acc]['average']['mean']:.3f}: {'highest' if acc_ok else 'NOT highest'}; "
             f"forgetting {dm['forgetting']['mean']:.3f} vs the lowest baseline ({LABELS[least_fgt]}) "
-            f"{others[least_fgt]['forgetting']['mean']:.3f}: {'lowest' if fgt_ok else 'NOT lowest'}.")
+            f"{others[least_fgt]['forgetting']['mean']:.3f}: {'lowest' if fgt_ok else 'NOT lowest'}"
+            + (f" (left out of the forgetting comparison, as they learned < 0.1 accuracy on their own tasks: "
+               f"{', '.join(LABELS[k] for k in idle)})" if idle else "") + ".")
 
 
 def plot(results: dict, path_mat: Path, path_sum: Path) -> None:

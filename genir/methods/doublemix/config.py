@@ -54,5 +54,7 @@ class DoubleMixConfig(Config):
     pool_size: int = param(10, "L2P: prompts in the pool (L2P's default)", min=1)
     prompt_length: int = param(5, "L2P: vectors per prompt", min=1)
     prompt_top_k: int = param(5, "L2P: prompts chosen per clip (keys nearest to the mean encoder state)", min=1)
+    prompt_lr_scale: float = param(10.0, "L2P: learning-rate factor of the prompts and keys over the trainer's lr "
+                                   "(at 1x they learned nothing in a 3-task run: accuracy 0)", min=0.0)
     pull_weight: float = param(0.1, "L2P: weight of the key pull loss (1 - cos)", min=0.0)
     max_new_tokens: int = param(60, "greedy decoding limit", min=1)

@@ -177,7 +177,8 @@ class EventDecoder(nn.Module):
         self.appended = AppendedDecoderLayer(last, self.variant["ffn"], config.n_experts or n_tasks,
                                              config.adapter_dim)
         self.appended.requires_grad_(True)  # the copied modules came from the frozen decoder
-        self.lr_multipliers = {"appended.mixture": config.adapter_lr_scale}  # read by the Trainer's optimizer
+        # read by the Trainer's optimizer: parameters that start from scratch learn faster
+        self.lr_multipliers = {"appended.mixture": config.adapter_lr_scale, "pool": config.prompt_lr_scale}
         if self.variant["ffn"] == "frozen":
             self.appended.requires_grad_(False)
         elif not config.train_attention:
