@@ -256,15 +256,17 @@ def markdown(summary: dict, orders: list[list[str]]) -> str:
     def cell(s):
         return "-" if np.isnan(s["mean"]) else f"{s['mean']:.3f} ± {s['std']:.3f}"
 
-    lines = [("| method | rehearsal | final avg accuracy ↑ | forgetting ↓ | BWT ↑ | WER ↓ | mixed: both ↑ | "
-             "mixed: speech | mixed: sound | train s |"), "|" + " --- |" * 10]
+    lines = [("| method | rehearsal | final avg accuracy ↑ | forgetting ↓ | BWT ↑ | learned ↑ | WER ↓ | "
+              "mixed: both ↑ | mixed: speech | mixed: sound | train s |"), "|" + " --- |" * 11]
     for name, s in summary.items():
         lines.append(f"| {LABELS[name]} | {'yes' if rehearsal_based(name) else 'no'} | {cell(s['average'])} | "
-                     f"{cell(s['forgetting'])} | {cell(s['bwt'])} | {cell(s['wer'])} | {cell(s['mixed_both'])} | "
+                     f"{cell(s['forgetting'])} | {cell(s['bwt'])} | {cell(s['learning'])} | {cell(s['wer'])} | "
+                     f"{cell(s['mixed_both'])} | "
                      f"{cell(s['mixed_speech'])} | {cell(s['mixed_sound'])} | {s['train_seconds']['mean']:.0f} |")
     return ("Mean ± std over task orders " + "; ".join(" > ".join(o) for o in orders) + " (joint training: once, "
             "order-free). Accuracy = exact event type after the last task, averaged over tasks; forgetting and BWT "
-            "from the accuracy matrix (genir.eval.continual); WER of the transcripts of the speech test rows after "
+            "from the accuracy matrix (genir.eval.continual); learned = accuracy on each task right after training "
+            "on it, averaged; WER of the transcripts of the speech test rows after "
             "the last task; mixed = join/overlay test rows (both types right / each one among the predicted).\n\n"
             + "\n".join(lines) + "\n")
 
