@@ -99,6 +99,7 @@ class MixtureOfAdapters(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.router is None:
             self.last_routes = torch.zeros(x.shape[:-1], dtype=torch.long, device=x.device)
+            self.usage += self.last_routes.numel()
             return self.experts[0](x), x.new_zeros(())
         probs = self.router(x).softmax(-1)  # (B, L, E)
         top_p, top = probs.max(-1)  # top-1
