@@ -63,15 +63,7 @@ def converted_gguf(gguf: str | Path, cache_dir: str | Path | None = None) -> Pat
     gguf = Path(gguf).expanduser().resolve()
     if not gguf.is_file():
         raise ConfigError(f"{gguf}: GGUF file not found")
-    sha = file_sha256(gguf)
-    root = Path(cache_dir).expanduser() if cache_dir else llm_cache_root()
-    final = root / f"{gguf.stem}-{sha[:16]}"
-    mark = final / CONVERTED_MARK
-    if mark.is_file() and json.loads(mark.read_text()).get("sha256") == sha:
-        return final
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}.", suffix=".tmp"))
-    try:
+    def write(tmp: Path) -> None:
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
             model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
@@ -79,8 +71,28 @@ def converted_gguf(gguf: str | Path, cache_dir: str | Path | None = None) -> Pat
             raise ConfigError(f"{gguf}: reading a GGUF needs the gguf package (`pip install gguf`): {exc}") from None
         _plain_copy(model).save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
-        (tmp / CONVERTED_MARK).write_text(json.dumps({"source": str(gguf), "sha256": sha}, indent=1))
-        if final.exists():  # an older or broken conversion of the same file
+
+    sha = file_sha256(gguf)
+    return converted_once(gguf.stem, sha, write, {"source": str(gguf)}, cache_dir)
+
+
+def converted_once(name: str, sha: str, write, record: dict, cache_dir: str | Path | None = None) -> Path:
+    """``<cache>/<name>-<sha[:16]>``, filled by ``write(tmp_folder)`` the first time and reused afterwards.
+
+    The folder is written under a temporary name and renamed into place with a mark holding ``sha`` (and
+    ``record``), so a crashed conversion never leaves a folder that looks complete; a folder whose mark names
+    another sha256 (an older or broken conversion) is replaced."""
+    root = Path(cache_dir).expanduser() if cache_dir else llm_cache_root()
+    final = root / f"{name}-{sha[:16]}"
+    mark = final / CONVERTED_MARK
+    if mark.is_file() and json.loads(mark.read_text()).get("sha256") == sha:
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}.", suffix=".tmp"))
+    try:
+        write(tmp)
+        (tmp / CONVERTED_MARK).write_text(json.dumps({**record, "sha256": sha}, indent=1))
+        if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
     finally:

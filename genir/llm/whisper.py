@@ -20,10 +20,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 import shutil
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +29,7 @@ import numpy as np
 import torch
 
 from genir.errors import ConfigError
-from genir.llm.loading import CONVERTED_MARK, llm_cache_root
+from genir.llm.loading import CONVERTED_MARK, converted_once
 
 DEFAULT_WHISPER = "base"
 # name -> (package folders holding model.bin or its parts, in order; the folder with tokenizer.json; pip spec)
@@ -192,14 +190,8 @@ def converted_ct2(parts: list[Path], tokenizer_dir: Path, cache_dir: str | Path 
     from transformers import PreTrainedTokenizerFast
 
     sha = parts_sha256(parts)
-    root = Path(cache_dir).expanduser() if cache_dir else llm_cache_root()
-    final = root / f"whisper-{sha[:16]}"
-    mark = final / CONVERTED_MARK
-    if mark.is_file() and json.loads(mark.read_text()).get("sha256") == sha:
-        return final
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}.", suffix=".tmp"))
-    try:
+
+    def write(tmp: Path) -> None:
         if len(parts) == 1:
             variables = read_ct2(parts[0])
         else:
@@ -215,14 +207,9 @@ def converted_ct2(parts: list[Path], tokenizer_dir: Path, cache_dir: str | Path 
         tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_dir / "tokenizer.json"),
                                             eos_token="<|endoftext|>", pad_token="<|endoftext|>")
         tokenizer.save_pretrained(str(tmp))
-        (tmp / CONVERTED_MARK).write_text(json.dumps(
-            {"source": [str(p) for p in parts], "sha256": sha, "format": "ctranslate2"}, indent=1))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+
+    return converted_once("whisper", sha, write, {"source": [str(p) for p in parts], "format": "ctranslate2"},
+                          cache_dir)
 
 
 def resolve_whisper(ref: str | Path | None = None, cache_dir: str | Path | None = None) -> Path:
