@@ -338,6 +338,50 @@ def plot(results: dict, path_mat: Path, path_sum: Path) -> None:
     plt.close(fig)
 
 
+def write_results(args, results: dict[str, list[dict]], *, done: bool, t_start: float, plan: dict, methods: list[str],
+                  orders: list[list[str]], overrides: dict, whisper, data, stream: list[str], tasks: dict,
+                  n_mixed: tuple[int, int], clips: int, encode_seconds: float, frozen_seconds: float, wer_check: dict,
+                  costs: dict, proj: dict) -> dict:
+    """results.json, results.md and the plots of the methods finished so far (``done``: all of them)."""
+    n_mixed_train, n_mixed_test = n_mixed
+    summary = {name: summarize(runs) for name, runs in results.items()}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    plot(results, out / "accuracy_matrices.png", out / "summary.png")
+    table = markdown(summary, orders)
+    note = verdict(summary)
+    wall = time.perf_counter() - t_start
+    res = {"recipe": "doublemix", "command": " ".join([sys.executable, *sys.argv]), "quick": args.quick,
+           "plan": plan, "methods": methods, "finished_methods": list(results), "complete": done, "orders": orders,
+           "overrides": overrides, "machine": machine(),
+           "whisper": {"source": whisper.source, "signature": whisper.signature},
+           "data": {"root": str(data.root), "report": data.report, "stream": stream,
+                    "train_rows": {t: len(v["train"]) for t, v in tasks.items()},
+                    "test_rows": {t: len(v["test"]) for t, v in tasks.items()},
+                    "mixed_train_rows": n_mixed_train, "mixed_test_rows": n_mixed_test},
+           "encoder": {"clips": clips, "frames": plan["frames"], "seconds": encode_seconds,
+                       "frozen_cross_kv_seconds": frozen_seconds},
+           "wer_truncated_vs_full": wer_check, "measured_costs": costs, "projection": proj,
+           "summary": summary, "runs": results, "verdict": note, "wall_seconds": wall,
+           "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    atomic_write(out / "results.json", lambda fh: fh.write(json.dumps(res, indent=1, default=float).encode()))
+    partial = "" if done else f" (PARTIAL: {', '.join(results)} done)"
+    md = (f"# Double Mixture{' (quick)' if args.quick else ''}{partial}: continual speech/sound event detection\n\n"
+          f"Backbone {whisper.source}; {plan['tasks']} tasks, {plan['train_per_task']} train / "
+          f"{plan['test_per_task']} test clips per task, {plan['epochs']} epochs per task, lr {plan['lr']}, "
+          f"batch {plan['batch_size']}, encoder context {plan['frames']} frames.\n\n{table}\n{note}\n\n"
+          + (f"Zero-shot WER on {wer_check['clips']} speech clips: truncated context {wer_check['wer_truncated']:.3f}, "
+             f"full 30 s {wer_check['wer_full_30s']:.3f}.\n\n" if wer_check else "")
+          + f"Wall time {wall:.0f} s ({machine()['cpu_count']} CPUs, {torch.get_num_threads()} torch thread(s)); "
+          f"encoder caching {encode_seconds:.0f} s.\n")
+    atomic_write(out / "results.md", lambda fh: fh.write(md.encode()))
+    if done:
+        print(md)
+    print(f"wrote {out}/results.json ({len(results)}/{len(methods)} methods), results.md, accuracy_matrices.png, "
+          "summary.png")
+    return res
+
+
 def run(args) -> dict:
     t_start = time.perf_counter()
     plan = dict(QUICK if args.quick else PLAN)
@@ -386,6 +430,10 @@ def run(args) -> dict:
                "progress": args.progress, "cpu": args.cpu}
     results: dict[str, list[dict]] = {}
     overrides = {**METHOD_SETTINGS, **dict(kv.split("=", 1) for kv in args.set)}
+    context = {"t_start": t_start, "plan": plan, "methods": methods, "orders": orders, "overrides": overrides,
+               "whisper": whisper, "data": data, "stream": stream, "tasks": tasks,
+               "n_mixed": (n_mixed_train, n_mixed_test), "clips": len(clips), "encode_seconds": encode_seconds,
+               "frozen_seconds": frozen_seconds, "wer_check": wer_check, "costs": costs, "proj": proj}
     for name in methods:
         results[name] = []
         for o, order in enumerate(orders):
@@ -395,37 +443,8 @@ def run(args) -> dict:
             print(f"{name}, order {o}: {' > '.join(order)}", flush=True)
             r = run_stream(whisper, tasks, order, mixed, states, config, trainer, seed=args.seed + o, frozen=frozen)
             results[name].append({**r.__dict__, "order_index": o})
-    summary = {name: summarize(runs) for name, runs in results.items()}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    plot(results, out / "accuracy_matrices.png", out / "summary.png")
-    table = markdown(summary, orders)
-    note = verdict(summary)
-    wall = time.perf_counter() - t_start
-    res = {"recipe": "doublemix", "command": " ".join([sys.executable, *sys.argv]), "quick": args.quick,
-           "plan": plan, "methods": methods, "orders": orders, "overrides": overrides, "machine": machine(),
-           "whisper": {"source": whisper.source, "signature": whisper.signature},
-           "data": {"root": str(data.root), "report": data.report, "stream": stream,
-                    "train_rows": {t: len(v["train"]) for t, v in tasks.items()},
-                    "test_rows": {t: len(v["test"]) for t, v in tasks.items()},
-                    "mixed_train_rows": n_mixed_train, "mixed_test_rows": n_mixed_test},
-           "encoder": {"clips": len(clips), "frames": plan["frames"], "seconds": encode_seconds,
-                       "frozen_cross_kv_seconds": frozen_seconds},
-           "wer_truncated_vs_full": wer_check, "measured_costs": costs, "projection": proj,
-           "summary": summary, "runs": results, "verdict": note, "wall_seconds": wall,
-           "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    atomic_write(out / "results.json", lambda fh: fh.write(json.dumps(res, indent=1, default=float).encode()))
-    md = (f"# Double Mixture{' (quick)' if args.quick else ''}: continual speech/sound event detection\n\n"
-          f"Backbone {whisper.source}; {plan['tasks']} tasks, {plan['train_per_task']} train / "
-          f"{plan['test_per_task']} test clips per task, {plan['epochs']} epochs per task, lr {plan['lr']}, "
-          f"batch {plan['batch_size']}, encoder context {plan['frames']} frames.\n\n{table}\n{note}\n\n"
-          + (f"Zero-shot WER on {wer_check['clips']} speech clips: truncated context {wer_check['wer_truncated']:.3f}, "
-             f"full 30 s {wer_check['wer_full_30s']:.3f}.\n\n" if wer_check else "")
-          + f"Wall time {wall:.0f} s ({machine()['cpu_count']} CPUs, {torch.get_num_threads()} torch thread(s)); "
-          f"encoder caching {encode_seconds:.0f} s.\n")
-    atomic_write(out / "results.md", lambda fh: fh.write(md.encode()))
-    print(md)
-    print(f"wrote {out}/results.json, results.md, accuracy_matrices.png, summary.png")
+        # after every method: a run cut short keeps what it finished (results.json says which methods are done)
+        res = write_results(args, results, done=name == methods[-1], **context)
     return res
 
 
