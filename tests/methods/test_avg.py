@@ -110,3 +110,19 @@ def test_cli_image_index_build_info_retrieve_and_grid(tmp_path, capsys, monkeypa
     assert grid.stat().st_size > 5_000
     assert main(["retrieve", "--index", str(tmp_path / "idx"), "--user", "1"]) == 2
     assert "answers text queries" in capsys.readouterr().err
+
+
+def test_negative_pool_limits_mined_negatives_to_images_with_training_captions(toy):
+    from genir.methods.avg.pipeline import negative_pool
+
+    gen = _generator(toy)
+    pool = negative_pool(toy, "trained")
+    assert negative_pool(toy, "all") is None
+    assert 2 <= pool.sum() < len(pool)  # the toy split holds images without a training caption
+    assert set(np.flatnonzero(pool)) == set(toy.train_pairs["item"].tolist())
+    gen.set_negative_pool(pool)
+    items = torch.tensor(np.flatnonzero(pool)[:3])
+    neg = gen._mine(gen._encode_texts(["red square", "green circle", "blue star"]), items)
+    assert pool[neg.numpy()].all()
+    with pytest.raises(ValueError, match="negative_pool"):
+        gen.set_negative_pool(np.zeros(len(pool), bool))

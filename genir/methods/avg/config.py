@@ -42,6 +42,9 @@ class AVGConfig(Config):
     ltr_weight: float = param(0.5, "weight of the listwise loss next to the generative one (AVG: 0.5)", min=0.0)
     negatives: int = param(5, "hard negatives per caption: the best constrained beams that are not its image "
                            "(AVG: every other beam of 10)", min=1)
+    negatives_from: str = param("trained", "images that may be mined as negatives: those with a training caption "
+                                "(trained; a deviation, see the README) or every indexed image (all; AVG)",
+                                choices=("trained", "all"))
     mine_beams: int = param(10, "beams of the constrained search that mines the negatives", min=2)
     # -- retrieval
     beam_width: int = param(10, "beams of the constrained search at retrieval (AVG: 10)", min=1)

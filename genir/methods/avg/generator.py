@@ -10,7 +10,10 @@ Two training stages, both run by the one Trainer (the stage is an attribute, not
   caption's image are its hard negatives. Each sequence's score is its summed token log-probability under the
   model (teacher forcing, with gradient), and the listwise loss is the cross-entropy of the positive among
   [positive, negatives] applied to these RAW scores (one log-softmax; the released code applied a softmax first,
-  then cross_entropy's log-softmax again). Loss = generative + ``ltr_weight`` x listwise.
+  then cross_entropy's log-softmax again). Loss = generative + ``ltr_weight`` x listwise. ``negative_pool``
+  (optional mask) limits the negatives to some images; the recipe passes the images that have training captions
+  (a deviation, measured in the method README: an image no training caption describes was never a target, and
+  mining it as a negative teaches the generator to push down exactly the unseen images that test captions ask for).
 
 The caption is read either by the frozen pretrained MiniLM (``FrozenTextStates``: its token states, computed once
 per caption and kept, through a trained linear projection into the T5 decoder's width; the T5 then has no or a
@@ -142,13 +145,14 @@ def t5_from_scratch(vocab_size: int, d_model: int, layers: int, heads: int, d_ff
 
 
 class TokenToVoken(Seq2SeqIdGenerator):
-    """Caption -> vokens. ``stage`` selects the loss; ``relevant`` (optional, item -> items judged the same image,
-    e.g. pixel-identical copies) keeps such items out of the mined negatives."""
+    """Caption -> vokens. ``stage`` selects the loss; ``same_image`` (optional, item -> group of items judged the
+    same image, e.g. pixel-identical copies) keeps such items out of the mined negatives; ``negative_pool``
+    (optional (N,) bool) is the set of images that may be negatives at all (default: every image)."""
 
     def __init__(self, model, tokenizer, item_codes, level_sizes, *, shared: bool, temperature: float = 0.5,
                  ltr_weight: float = 0.5, negatives: int = 9, mine_beams: int = 10, beam_width: int = 10,
                  max_source_length: int = 32, same_image: np.ndarray | None = None, resize: bool = True,
-                 text_states: FrozenTextStates | None = None):
+                 text_states: FrozenTextStates | None = None, negative_pool: np.ndarray | None = None):
         super().__init__(model, tokenizer, item_codes, level_sizes, shared=shared,
                          max_source_length=max_source_length, beam_width=beam_width, resize=resize)
         self.text_states = text_states
@@ -162,6 +166,16 @@ class TokenToVoken(Seq2SeqIdGenerator):
         group = np.arange(self.num_items) if same_image is None else np.asarray(same_image, dtype=np.int64)
         self.register_buffer("group", torch.as_tensor(group), persistent=False)
         self._gen = torch.Generator().manual_seed(0)
+        self.set_negative_pool(negative_pool)
+
+    def set_negative_pool(self, mask: np.ndarray | None) -> None:
+        """The images the discriminative stage may mine as negatives ((N,) bool; None = every image)."""
+        pool = np.ones(self.num_items, bool) if mask is None else np.asarray(mask, dtype=bool)
+        if pool.shape != (self.num_items,) or pool.sum() < 2:
+            raise ValueError(f"negative_pool: expected a ({self.num_items},) mask with at least 2 images, got "
+                             f"shape {pool.shape} with {int(pool.sum())}")
+        self.negative_pool = pool
+        self._pool_items = np.flatnonzero(pool)
 
     def init_voken_embeddings(self, codebooks: list[np.ndarray], semantic_levels: int) -> None:
         """Copy the codebook(s) into the voken rows of the input embeddings (one shared block, or one block per
@@ -280,8 +294,8 @@ class TokenToVoken(Seq2SeqIdGenerator):
 
     @torch.no_grad()
     def _mine(self, inputs, items: torch.Tensor) -> torch.Tensor:
-        """(B, negatives) hard negatives: the top constrained beams that are not an image of the caption's group,
-        topped up with random images when the beams hold too few."""
+        """(B, negatives) hard negatives: the top constrained beams that are in ``negative_pool`` and not an image
+        of the caption's group, topped up with random such images when the beams hold too few."""
         was = self.model.training
         self.model.eval()
         try:
@@ -296,9 +310,10 @@ class TokenToVoken(Seq2SeqIdGenerator):
         own = group[items.cpu()]
         out = torch.empty(len(items), self.negatives, dtype=torch.long)
         for r in range(len(items)):
-            row = [int(i) for i in cand[r].tolist() if i >= 0 and group[i] != own[r]][: self.negatives]
+            row = [int(i) for i in cand[r].tolist()
+                   if i >= 0 and self.negative_pool[i] and group[i] != own[r]][: self.negatives]
             while len(row) < self.negatives:
-                j = int(torch.randint(self.num_items, (1,), generator=self._gen))
+                j = int(self._pool_items[int(torch.randint(len(self._pool_items), (1,), generator=self._gen))])
                 if group[j] != own[r]:
                     row.append(j)
             out[r] = torch.tensor(row)

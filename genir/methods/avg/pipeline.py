@@ -69,6 +69,16 @@ def same_image_groups(task: QueryRetrievalTask) -> np.ndarray:
     return group
 
 
+def negative_pool(task: QueryRetrievalTask, negatives_from: str = "trained") -> np.ndarray | None:
+    """(N,) mask of the images the discriminative stage may mine as negatives: those with a training caption
+    (``"trained"``), or None for every image (``"all"``)."""
+    if negatives_from == "all":
+        return None
+    mask = np.zeros(len(task.catalogue), bool)
+    mask[task.train_pairs["item"].to_numpy()] = True
+    return mask
+
+
 def evaluator(task: QueryRetrievalTask, stage: str = "valid", ks=VALID_KS) -> RetrievalEvaluator:
     return RetrievalEvaluator(task, stage, ks=ks, metrics=("hits", "mrr"), batch_size=256)
 
@@ -144,7 +154,8 @@ def make_generator(task: QueryRetrievalTask, codes: np.ndarray, level_sizes: lis
     gen = TokenToVoken(model, tokenizer, codes, level_sizes, shared=shared, temperature=cfg.temperature,
                        ltr_weight=cfg.ltr_weight, negatives=cfg.negatives, mine_beams=cfg.mine_beams,
                        beam_width=cfg.beam_width, max_source_length=cfg.max_source_length,
-                       same_image=same_image_groups(task), text_states=states)
+                       same_image=same_image_groups(task), text_states=states,
+                       negative_pool=negative_pool(task, cfg.negatives_from))
     if codebooks is not None and cfg.init_vokens:
         gen.init_voken_embeddings(codebooks, semantic_levels or len(level_sizes))
     return gen
