@@ -117,7 +117,10 @@ def semantic_codes(task, d0: np.ndarray, embeddings: torch.Tensor, out: Path, ov
     return index.table.codes, list(index.table.level_sizes), index.manifest.get("stats", {})
 
 
-def run_seed(seed: int, task, base, embeddings, cfg: DSIConfig, out: Path, hk: dict, progress: bool) -> dict:
+def run_seed(seed: int, task, base, embeddings, cfg: DSIConfig, out: Path, hk: dict, progress: bool,
+             side: bool = True) -> dict:
+    """One seed: atomic DSI on D0, the four continual methods over the steps; with ``side`` also the semantic-docid
+    DSI and the re-train upper bound (the recipe runs these two on its first ``--side-seeds`` seeds only)."""
     steps = task.steps
     last = len(steps) - 1
     d0 = steps[0]
@@ -131,16 +134,17 @@ def run_seed(seed: int, task, base, embeddings, cfg: DSIConfig, out: Path, hk: d
     res["atomic_d0"] = evaluate(atomic, task, 0, 0, timing=timing)
     res["atomic_latency_ms"] = timing["ms_per_query"]
     res["atomic_bytes"] = model_bytes(atomic)
-    codes, sizes, stats = semantic_codes(task, d0, embeddings, out / f"hkmeans-seed{seed}", hk)
-    torch.manual_seed(seed)
-    semantic = SemanticDSI(copy.deepcopy(base), codes, sizes, items=d0, layers=cfg.decoder_layers,
-                           beam_width=cfg.beam_width, encoder_lr=cfg.encoder_lr)
-    res["semantic_train"] = train_dsi(semantic, task, d0, valid, cfg, seed, progress)
-    res["semantic_d0"] = evaluate(semantic, task, 0, 0, timing=timing)
-    res["semantic_latency_ms"] = timing["ms_per_query"]
-    res["semantic_bytes"] = model_bytes(semantic)
-    res["semantic_ids"] = {"level_sizes": sizes, "stats": stats}
-    del semantic
+    if side:
+        codes, sizes, stats = semantic_codes(task, d0, embeddings, out / f"hkmeans-seed{seed}", hk)
+        torch.manual_seed(seed)
+        semantic = SemanticDSI(copy.deepcopy(base), codes, sizes, items=d0, layers=cfg.decoder_layers,
+                               beam_width=cfg.beam_width, encoder_lr=cfg.encoder_lr)
+        res["semantic_train"] = train_dsi(semantic, task, d0, valid, cfg, seed, progress)
+        res["semantic_d0"] = evaluate(semantic, task, 0, 0, timing=timing)
+        res["semantic_latency_ms"] = timing["ms_per_query"]
+        res["semantic_bytes"] = model_bytes(semantic)
+        res["semantic_ids"] = {"level_sizes": sizes, "stats": stats}
+        del semantic
     # -- incremental steps from the same D0 model ------------------------------------------------------------------
     atomic.eval()
     d0_pairs = pairs_of(task, d0)
@@ -173,9 +177,10 @@ def run_seed(seed: int, task, base, embeddings, cfg: DSIConfig, out: Path, hk: d
                                 "test_entropy": PromptPool.entropy(pool.eval_usage),
                                 "max_entropy": float(np.log(len(pool.train_usage)))}
     # -- upper bound: a fresh DSI on every document ------------------------------------------------------------------
-    upper, upper_info = retrain(copy.deepcopy(base), task, task.items_at(last).nonzero()[0], cfg, seed,
-                                progress, embeddings)
-    res["retrain"] = {"info": upper_info, "final": step_rows(upper, task, last)}
+    if side:
+        upper, upper_info = retrain(copy.deepcopy(base), task, task.items_at(last).nonzero()[0], cfg, seed,
+                                    progress, embeddings)
+        res["retrain"] = {"info": upper_info, "final": step_rows(upper, task, last)}
     res["continual"] = {name: {"perf": perf[name], "steps": [{k: v for k, v in i.items() if k != "history"}
                                                                 for i in info[name]]} for name in models}
     return res
@@ -226,9 +231,11 @@ def summarise(results: dict) -> tuple[dict, str]:
              "## D0: held-out synopses of D0 documents, ranked among D0", "",
              "| system | Hits@1 | Hits@10 | MRR@10 | ms/query | index MB |", "| --- | --- | --- | --- | --- | --- |"]
     for name, key in (("DSI atomic docids", "atomic"), ("DSI semantic docids (hk-means)", "semantic")):
-        row = [mean_std([s[f"{key}_d0"][m] for s in seeds]) for m in METRICS]
-        ms = statistics.mean(s[f"{key}_latency_ms"] for s in seeds)
-        lines.append(f"| {name} | {' | '.join(row)} | {ms:.2f} | {seeds[0][f'{key}_bytes'] / 2**20:.1f} |")
+        runs = [s for s in seeds if f"{key}_d0" in s]
+        row = [mean_std([s[f"{key}_d0"][m] for s in runs]) for m in METRICS]
+        ms = statistics.mean(s[f"{key}_latency_ms"] for s in runs)
+        note = "" if len(runs) == len(seeds) else f" (seed {', '.join(str(s['seed']) for s in runs)})"
+        lines.append(f"| {name}{note} | {' | '.join(row)} | {ms:.2f} | {runs[0][f'{key}_bytes'] / 2**20:.1f} |")
     for name, key in (("BM25 (bm25s)", "bm25"), ("dense: same encoder + FAISS", "dense")):
         row = [f"{base[f'{key}_d0'][m]:.4f}" for m in METRICS]
         lines.append(f"| {name} | {' | '.join(row)} | {base[f'{key}_latency_ms']:.2f} | "
@@ -262,11 +269,13 @@ def summarise(results: dict) -> tuple[dict, str]:
         row_of(name, [s["continual"][name]["perf"] for s in seeds], [s["continual"][name]["steps"] for s in seeds])
     row_of("bm25 (re-indexed)", [base["perf"]["bm25"]], None)
     row_of("dense + FAISS (add)", [base["perf"]["dense"]], None)
-    up = [s["retrain"]["final"] for s in seeds]
-    lines.append(f"| re-train on all (upper bound, final step only) | {mean_std([u['0']['hits@10'] for u in up])} | "
+    up = [s["retrain"]["final"] for s in seeds if "retrain" in s]
+    up_seeds = ", ".join(str(s["seed"]) for s in seeds if "retrain" in s)
+    lines.append(f"| re-train on all (upper bound, final step only; seed {up_seeds}) | "
+                 f"{mean_std([u['0']['hits@10'] for u in up])} | "
                  f"{mean_std([float(np.mean([u[str(j)]['hits@10'] for j in range(1, last + 1)])) for u in up])} | "
                  f"{mean_std([float(np.mean([u[str(j)]['hits@10'] for j in range(last + 1)])) for u in up])} | - | - "
-                 f"| - | all | {statistics.mean(s['retrain']['info']['seconds'] for s in seeds):.0f} |")
+                 f"| - | all | {statistics.mean(s['retrain']['info']['seconds'] for s in seeds if 'retrain' in s):.0f} |")
     lines += ["", "## Prompt usage (entropy in nats of the selection histogram; uniform = log(pool))", "",
               "| pool | train entropy | test entropy | max | prompts never used at test |", "| --- | --- | --- | --- | --- |"]
     for name in ("promptdsi", "l2p"):
@@ -339,6 +348,9 @@ def main(argv=None) -> int:
                    "2,000 with --quick)")
     p.add_argument("--beir", default=None, help="a BEIR folder with steps.tsv instead of the Debian snapshot")
     p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--side-seeds", type=int, default=1, help="run the semantic-docid DSI and the re-train upper "
+                   "bound on the first N seeds only (default 1: they are the costliest parts and no headline "
+                   "comparison needs their spread; 0 = every seed)")
     p.add_argument("--pseudo", type=int, default=2, help="pseudo-queries per document")
     p.add_argument("--set", nargs="*", default=[], help="DSIConfig overrides key=value (e.g. epochs=4)")
     p.add_argument("--out", default=None)
@@ -371,8 +383,10 @@ def main(argv=None) -> int:
                "encoder": {"path": base.path, "frozen_cache_seconds": round(cache_seconds, 1)}}
     results["baselines"] = baselines(task, base, embeddings)
     results["seeds"] = []
+    results["side_seeds"] = seeds[:args.side_seeds or None]
     for seed in seeds:  # results are rewritten after every seed, so a long run that is cut short keeps its seeds
-        results["seeds"].append(run_seed(seed, task, base, embeddings, cfg, out, hk, progress))
+        results["seeds"].append(run_seed(seed, task, base, embeddings, cfg, out, hk, progress,
+                                         side=seed in results["side_seeds"]))
         results["seconds"] = time.perf_counter() - t_start
         summary, table = summarise(results)
         results["summary"] = summary

@@ -50,3 +50,9 @@ def test_promptdsi_quick_writes_tables_json_and_plots(tmp_path):
     for row in ("DSI atomic docids", "BM25", "promptdsi", "incdsi", "re-train on all"):
         assert row in table
     assert (out / "steps.png").stat().st_size > 10_000 and (out / "prompt_usage.png").stat().st_size > 10_000
+    # a second seed without the side runs (semantic DSI, re-train: --side-seeds 1) is summarised beside the first
+    other = {k: v for k, v in seed.items() if k not in ("semantic_d0", "semantic_train", "semantic_latency_ms",
+                                                         "semantic_bytes", "semantic_ids", "retrain")}
+    _, two = promptdsi.summarise({**res, "seeds": [seed, {**other, "seed": 1}]})
+    assert "DSI semantic docids (hk-means) (seed 0) |" in two and "upper bound, final step only; seed 0)" in two
+    assert "| DSI atomic docids |" in two and " ± " in two  # the atomic row is over both seeds
