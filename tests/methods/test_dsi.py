@@ -219,3 +219,31 @@ def test_pool_centring_removes_the_shared_direction():
     centred = PromptPool(keys, 1, 1, 1, learn_keys=False, init=init, center=features.mean(0))
     assert raw.select(features)[0].unique().tolist() == [3]
     assert centred.select(features)[0].flatten().tolist() == [i for i in range(4) for _ in range(5)]
+
+
+def test_old_row_guard_matches_its_definition_and_keeps_new_rows_below_old_ones(corpus, encoder_path):
+    base = CachedEncoder(encoder_path, trainable_layers=2, max_length=16)
+    d0, d1 = corpus.steps[0], corpus.steps[1]
+    model = atomic_dsi(copy.deepcopy(base), corpus, d0, CFG)
+    texts = document_texts(corpus, d0)
+    guarded_cfg = DSIConfig.from_dict({**CFG.to_dict(), "row_guard": 1.0, "guard_margin": 0.5})
+    runs = {}
+    for name, cfg in (("plain", CFG), ("guarded", guarded_cfg)):
+        pm = prompt_model(copy.deepcopy(model), texts, cfg, learn_keys=False, seed=0)
+        assert pm.guard_loss().item() == 0.0  # no new rows yet
+        prompt_step(pm, corpus, d1, cfg, seed=1, progress=False)
+        runs[name] = pm
+    pm = runs["guarded"]
+    old, new, scale = pm.dsi.blocks[0].detach(), pm.dsi.blocks[1].detach(), pm.dsi.scale
+    brute = 0.0
+    for w in old:  # the hinge written out row by row
+        u = w / w.norm()
+        brute += sum(max(0.0, float(scale * (v @ u) - scale * (w @ u) + 0.5)) for v in new)
+    assert abs(pm.guard_loss().item() - brute / len(old)) < 1e-3 * max(1.0, brute / len(old))
+
+    def worst_excess(p):  # how far the best new row goes above an old row's own score, in its direction
+        o, n = p.dsi.blocks[0].detach(), p.dsi.blocks[1].detach()
+        u = torch.nn.functional.normalize(o, dim=-1)
+        return float((u @ n.T).max(1).values.sub(o.norm(dim=-1)).clamp_min(0).sum())
+
+    assert worst_excess(runs["guarded"]) < worst_excess(runs["plain"])

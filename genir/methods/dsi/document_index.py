@@ -164,7 +164,8 @@ def load_model(index_dir: str | Path, codes: np.ndarray | None = None):
             p = info["pool"]
             pool = PromptPool(torch.zeros(p["size"], hidden), p["layers"], p["length"], p["top_k"], learn_keys=False,
                               init=torch.zeros(1, hidden))
-            model = PromptedDSI(model, pool, pull_weight=cfg.pull_weight)
+            model = PromptedDSI(model, pool, pull_weight=cfg.pull_weight, row_guard=cfg.row_guard,
+                                guard_margin=cfg.guard_margin)
     else:
         raise CheckpointError(f"{folder / 'dsi.json'}: unknown model kind {info.get('kind')!r}")
     if not (folder / WEIGHTS).exists() and (folder / LEGACY_WEIGHTS).is_file():  # written before genir 2026-11-30

@@ -49,6 +49,10 @@ class DSIConfig(Config):
     prompt_length: int = param(5, "prompt vectors per selected entry and layer (E-prompt's default)", min=1)
     top_k: int = param(2, "pool entries selected per query", min=1)
     pull_weight: float = param(0.5, "weight of L2P's key-pull loss (learned keys only)", min=0.0)
+    row_guard: float = param(0.0, "weight of the old-row guard in PromptDSI / L2P steps (not in the paper: new "
+                             "rows may not outscore an old row in its own direction; see genir.methods.dsi.prompts)",
+                             min=0.0)
+    guard_margin: float = param(1.0, "score margin of the old-row guard", min=0.0)
     incdsi_margin: float = param(1.0, "IncDSI's score margin", min=0.0)
     incdsi_steps: int = param(300, "Adam steps of IncDSI's row solve", min=1)
     incdsi_cache: int = param(20000, "old training queries whose embeddings IncDSI caches", min=0)
@@ -144,7 +148,8 @@ def prompt_model(model: AtomicDSI, texts: list[str], cfg: DSIConfig, *, learn_ke
                       init=init, seed=seed, center=center)
     for block in model.blocks:
         block.requires_grad_(False)
-    return PromptedDSI(model, pool, pull_weight=cfg.pull_weight)
+    return PromptedDSI(model, pool, pull_weight=cfg.pull_weight, row_guard=cfg.row_guard,
+                       guard_margin=cfg.guard_margin)
 
 
 def prompt_step(pmodel: PromptedDSI, task, items: np.ndarray, cfg: DSIConfig, seed: int,

@@ -20,6 +20,12 @@ encoder's prompted layers.
 * Prompts sit on the encoder's upper (trainable-in-D0) layers, not the first ones: on the CPU the lower layers'
   output is cached, so prompts there would mean re-running the whole encoder for every example. With
   ``trainable_layers`` equal to the encoder's depth the prompts sit on every layer from the first.
+* **Old-row guard (not in the paper; off unless ``row_guard`` > 0).** D0's forgetting comes from the new rows
+  outscoring old documents on old queries (``benchmarks/promptdsi_forgetting.py``), which a step that sees only new
+  queries cannot notice. The guard uses what the frozen model already holds, no stored query or document: each old
+  row's direction stands in for its documents' queries, and a hinge keeps every new row's score there below that
+  old row's own by ``guard_margin``, IncDSI's constraint with the old rows instead of IncDSI's cache of old query
+  embeddings.
 """
 
 from __future__ import annotations
@@ -49,11 +55,14 @@ class PromptedDSI(RowScorer):
     caller leaves trainable (the new block) train. ``pull_weight`` scales L2P's key loss (ignored with fixed
     keys)."""
 
-    def __init__(self, dsi: AtomicDSI, pool: PromptPool, pull_weight: float = 0.1):
+    def __init__(self, dsi: AtomicDSI, pool: PromptPool, pull_weight: float = 0.1, row_guard: float = 0.0,
+                 guard_margin: float = 1.0):
         super().__init__()
         self.dsi = dsi
         self.pool = pool
         self.pull_weight = pull_weight
+        self.row_guard = float(row_guard)
+        self.guard_margin = float(guard_margin)
         for p in dsi.encoder.parameters():
             p.requires_grad_(False)
 
@@ -73,4 +82,21 @@ class PromptedDSI(RowScorer):
         hidden, mask = enc.lower(texts)
         prompts, pull = self.pool(enc.query_features(hidden, mask))
         emb = masked_mean(enc.upper(hidden, mask, prompts), mask)
-        return F.normalize(emb, dim=-1), (self.pull_weight * pull if self.pool.learn_keys else None)
+        aux = self.pull_weight * pull if self.pool.learn_keys else None
+        if self.training and self.row_guard > 0:
+            guard = self.row_guard * self.guard_loss()
+            aux = guard if aux is None else aux + guard
+        return F.normalize(emb, dim=-1), aux
+
+    def guard_loss(self) -> torch.Tensor:
+        """Mean over old rows of the summed hinge ``relu(w_new . u_old - w_old . u_old + margin)``, with
+        ``u_old`` the old row's unit direction (score units); zero before the first step."""
+        blocks = list(self.dsi.blocks)
+        if len(blocks) < 2:
+            return blocks[0].new_zeros(())
+        scale = self.dsi.scale
+        old = torch.cat(blocks[:-1]).detach()
+        unit = F.normalize(old, dim=-1)
+        own = scale * old.norm(dim=-1)  # w_old . u_old in score units
+        stolen = scale * (unit @ blocks[-1].T) - own[:, None] + self.guard_margin  # (old, new)
+        return torch.relu(stolen).sum(1).mean()
