@@ -29,14 +29,17 @@ Writes ``<out>/results.json`` (command, machine, wall time, per-seed and mean +-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
+import multiprocessing
 import os
 import platform
 import statistics
 import sys
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -185,6 +188,14 @@ def run_seed(data, cfg: AVGConfig, seed: int, out: Path, spec_overrides: dict, p
     return res
 
 
+def _seed_in_worker(data, cfg: AVGConfig, seed: int, out: Path, spec_overrides: dict) -> dict:
+    """One seed in a worker process (one torch thread, no progress bars); models are not sent back."""
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    res = run_seed(data, cfg, seed, out, spec_overrides, progress=False)
+    return {**{k: v for k, v in res.items() if not k.startswith("_")}, "seconds": round(time.perf_counter() - t0, 1)}
+
+
 def summarize(seeds: dict) -> dict:
     out = {}
     for name in SYSTEMS:
@@ -272,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", default=None, help="an .npz archive or a folder of images (default: the clip art)")
     p.add_argument("--captions", default=None, help="captions of --images (.jsonl.gz or Karpathy .json)")
     p.add_argument("--out", default=None, help="output folder (default runs/avg/<time>)")
+    p.add_argument("--jobs", type=int, default=None, help="seeds run side by side in this many processes of one "
+                   "torch thread each (default: min(seeds, CPU cores)); the first seed runs in this process")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("settings", nargs="*", help="AVGConfig overrides key=value (epochs=30 disc_epochs=2 ...)")
     args = p.parse_args(argv)
@@ -301,16 +314,27 @@ def main(argv: list[str] | None = None) -> int:
     features_s = time.perf_counter() - t0
     print(f"{task.name}: {data.num_items} images, captions {task.describe()['queries']}; features "
           f"{data.image_features.shape} ({encoder}) in {features_s:.0f} s", flush=True)
+    jobs = max(1, min(len(seeds), args.jobs or os.cpu_count() or 1))
+    if jobs > 1:
+        torch.set_num_threads(1)
     per_seed, keep = {}, None
-    for seed in seeds:
-        t0 = time.perf_counter()
-        res = run_seed(data, cfg, seed, out, spec_overrides, progress)
-        res["seconds"] = round(time.perf_counter() - t0, 1)
-        if keep is None:
-            keep = res
-        per_seed[str(seed)] = {k: v for k, v in res.items() if not k.startswith("_")}
-        print(f"seed {seed} done in {res['seconds']:.0f} s: " + "; ".join(
-            f"{n} R@10 {r['recall@10']:.3f}" for n, r in res["systems"].items()), flush=True)
+    with ProcessPoolExecutor(jobs - 1, mp_context=multiprocessing.get_context("spawn")) if jobs > 1 else \
+            contextlib.nullcontext() as pool:
+        # seeds after the first go to the worker processes; the first one runs here (its models draw the pictures)
+        others = {seed: pool.submit(_seed_in_worker, data, cfg, seed, out, spec_overrides) for seed in seeds[1:]} \
+            if pool is not None else {}
+        for seed in seeds:
+            if seed in others:
+                res = others[seed].result()
+            else:
+                t0 = time.perf_counter()
+                res = run_seed(data, cfg, seed, out, spec_overrides, progress)
+                res["seconds"] = round(time.perf_counter() - t0, 1)
+            if keep is None:
+                keep = res
+            per_seed[str(seed)] = {k: v for k, v in res.items() if not k.startswith("_")}
+            print(f"seed {seed} done in {res['seconds']:.0f} s: " + "; ".join(
+                f"{n} R@10 {r['recall@10']:.3f}" for n, r in res["systems"].items()), flush=True)
     pictures = draw(keep, task, out)
     summary = summarize(per_seed)
     meta = {
@@ -323,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         "git_commit": _git_commit(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - (time.perf_counter() - t_start))),
         "wall_seconds": round(time.perf_counter() - t_start, 1), "features_seconds": round(features_s, 1),
-        "encoder": encoder, "seeds": seeds, "config": cfg.to_dict(), "spec_overrides": spec_overrides,
+        "encoder": encoder, "seeds": seeds, "jobs": jobs, "config": cfg.to_dict(), "spec_overrides": spec_overrides,
         "data": {"name": task.name, "images": data.num_items, "test_captions": len(task.stage_queries("test")),
                  "queries": task.describe()["queries"], "read_report": getattr(task, "read_report", {})},
         "pretrained_vs_trained": {k: {"pretrained": v[0], "trained_here": v[1]} for k, v in SYSTEMS.items()},
