@@ -69,7 +69,7 @@ QUICK = {"per_task": 3, "train_per_task": 3, "test_per_task": 2, "mixed_test_per
 def machine() -> dict:
     return {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "load_average_when_written": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
