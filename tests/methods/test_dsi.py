@@ -247,3 +247,21 @@ def test_old_row_guard_matches_its_definition_and_keeps_new_rows_below_old_ones(
         return float((u @ n.T).max(1).values.sub(o.norm(dim=-1)).clamp_min(0).sum())
 
     assert worst_excess(runs["guarded"]) < worst_excess(runs["plain"])
+
+
+def test_align_new_rows_rescales_each_new_row_to_the_old_rows_mean_norm(corpus, encoder_path):
+    from genir.methods.dsi.procedures import align_new_rows
+
+    base = CachedEncoder(encoder_path, trainable_layers=2, max_length=16)
+    d0, d1 = corpus.steps[0], corpus.steps[1]
+    model = atomic_dsi(copy.deepcopy(base), corpus, d0, CFG)
+    with torch.no_grad():
+        model.blocks[0].mul_(torch.linspace(0.5, 1.5, len(d0))[:, None])  # old rows of unequal norms
+    align_new_rows(model)  # one block: nothing to align
+    cfg = DSIConfig.from_dict({**CFG.to_dict(), "align_new_rows": True})
+    pm = prompt_model(model, document_texts(corpus, d0), cfg, learn_keys=False, seed=0)
+    old = pm.dsi.blocks[0].detach().clone()
+    prompt_step(pm, corpus, d1, cfg, seed=1, progress=False)
+    norms = pm.dsi.blocks[1].detach().norm(dim=1)
+    assert torch.allclose(norms, old.norm(dim=1).mean().expand_as(norms), rtol=1e-5)
+    assert torch.equal(pm.dsi.blocks[0], old)  # old rows untouched

@@ -3,7 +3,8 @@
 
 * :func:`train_dsi` - DSI on the initial corpus D0 (atomic rows or semantic docids), by the one Trainer;
 * :func:`sequential_step` - add D_t's rows and fine-tune everything on D_t (the forgetting baseline);
-* :func:`prompt_step` - PromptDSI / L2P: frozen encoder and old rows, train the prompt pool and D_t's rows;
+* :func:`prompt_step` - PromptDSI / L2P: frozen encoder and old rows, train the prompt pool and D_t's rows
+  (then, with ``align_new_rows``, :func:`align_new_rows` rescales D_t's rows to the old rows' mean norm);
 * :func:`incdsi_step` - IncDSI: solve D_t's rows against the frozen model;
 * :func:`retrain` - a fresh DSI on every document so far (the upper bound).
 
@@ -53,6 +54,8 @@ class DSIConfig(Config):
                              "rows may not outscore an old row in its own direction; see genir.methods.dsi.prompts)",
                              min=0.0)
     guard_margin: float = param(1.0, "score margin of the old-row guard", min=0.0)
+    align_new_rows: bool = param(False, "after a PromptDSI / L2P step, rescale each new row to the old rows' mean "
+                                 "norm (weight aligning, Zhao et al. 2020; not in the paper)")
     incdsi_margin: float = param(1.0, "IncDSI's score margin", min=0.0)
     incdsi_steps: int = param(300, "Adam steps of IncDSI's row solve", min=1)
     incdsi_cache: int = param(20000, "old training queries whose embeddings IncDSI caches", min=0)
@@ -165,7 +168,21 @@ def prompt_update(pmodel: PromptedDSI, texts: list[str], items: np.ndarray, pair
     start at their embeddings, then the prompts and those rows train on ``pairs`` (text, item) of the new
     documents only. Shared by the recipe and ``genir index add --corpus``."""
     pmodel.dsi.add_block(_unit_rows(pmodel.dsi, texts), items, freeze_old=True)
-    return fit_pairs(pmodel, pairs, None, cfg, epochs=cfg.step_epochs, lr=cfg.step_lr, seed=seed, progress=progress)
+    info = fit_pairs(pmodel, pairs, None, cfg, epochs=cfg.step_epochs, lr=cfg.step_lr, seed=seed, progress=progress)
+    if cfg.align_new_rows:
+        align_new_rows(pmodel.dsi)
+    return info
+
+
+def align_new_rows(model: AtomicDSI) -> None:
+    """Rescale every row of the newest block to the mean norm of the older rows (weight aligning: new rows trained
+    only on new queries grow longer than old ones and outscore old documents on old queries)."""
+    blocks = list(model.blocks)
+    if len(blocks) < 2:
+        return
+    with torch.no_grad():
+        target = torch.cat(blocks[:-1]).norm(dim=1).mean()
+        blocks[-1].mul_(target / blocks[-1].norm(dim=1, keepdim=True).clamp_min(1e-12))
 
 
 class QueryCache:
