@@ -10,7 +10,8 @@ its documents, two pseudo-queries per document and the synopses of D0's training
 sections that arrive later with pseudo-queries only (their synopses are test queries, never trained on).
 
 Compared in one run: DSI with atomic docids and with semantic (hierarchical k-means) docids on D0; then, from the
-same D0 model, sequential fine-tuning, L2P-style learned keys, PromptDSI (topic-aware fixed keys), IncDSI, and a
+same D0 model, sequential fine-tuning, L2P-style learned keys, PromptDSI (topic-aware fixed keys), PromptDSI with
+weight-aligned new rows (an addition, not in the paper), IncDSI, and a
 re-train on everything after the last step (upper bound); BM25 (bm25s) and dense retrieval (the same pretrained
 encoder + FAISS) on every step. Writes ``runs/promptdsi/<time>/``: ``results.json``, ``results.md``,
 ``steps.png`` (Hits@10 on D0 and on the newest corpus per step) and ``prompt_usage.png``.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import os
 import platform
@@ -58,7 +60,9 @@ from genir.methods.dsi.semantic import SemanticDSI
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "tokenizers" / "hkmeans_docid.yaml"
 METRICS = ("hits@1", "hits@10", "mrr@10")
-CONTINUAL = ("seq-ft", "l2p", "promptdsi", "incdsi")
+CONTINUAL = ("seq-ft", "l2p", "promptdsi", "promptdsi+wa", "incdsi")
+# "promptdsi+wa": PromptDSI with weight aligning after every step (``align_new_rows``; not in the paper, see README)
+PROMPTED = ("l2p", "promptdsi", "promptdsi+wa")
 # CPU-sized: one epoch on D0 (rows start at the documents' embeddings, so DSI is usable after one), 10 beams
 CPU = {"epochs": 1, "beam_width": 10}
 QUICK = {**CPU, "epochs": 2, "step_epochs": 2, "n_topics": 8, "incdsi_steps": 100, "max_length": 32, "trainable_layers": 1}
@@ -151,7 +155,9 @@ def run_seed(seed: int, task, base, embeddings, cfg: DSIConfig, out: Path, hk: d
     d0_texts = document_texts(task, d0)
     models = {"seq-ft": copy.deepcopy(atomic), "incdsi": copy.deepcopy(atomic),
               "l2p": prompt_model(copy.deepcopy(atomic), d0_texts, cfg, learn_keys=True, seed=seed),
-              "promptdsi": prompt_model(copy.deepcopy(atomic), d0_texts, cfg, learn_keys=False, seed=seed)}
+              "promptdsi": prompt_model(copy.deepcopy(atomic), d0_texts, cfg, learn_keys=False, seed=seed),
+              "promptdsi+wa": prompt_model(copy.deepcopy(atomic), d0_texts, cfg, learn_keys=False, seed=seed)}
+    step_cfg = {"l2p": cfg, "promptdsi": cfg, "promptdsi+wa": dataclasses.replace(cfg, align_new_rows=True)}
     cache = QueryCache(models["incdsi"], d0_pairs, cfg.incdsi_cache, seed)
     perf = {name: [step_rows(atomic, task, 0)] for name in models}
     info = {name: [] for name in models}
@@ -159,14 +165,14 @@ def run_seed(seed: int, task, base, embeddings, cfg: DSIConfig, out: Path, hk: d
         new = steps[t]
         info["seq-ft"].append(sequential_step(models["seq-ft"], task, new, cfg, seed + t, progress))
         info["incdsi"].append(incdsi_step(models["incdsi"], task, new, cache, cfg, seed + t))
-        for name in ("l2p", "promptdsi"):
-            info[name].append(prompt_step(models[name], task, new, cfg, seed + t, progress))
+        for name in PROMPTED:
+            info[name].append(prompt_step(models[name], task, new, step_cfg[name], seed + t, progress))
         for name, m in models.items():
             perf[name].append(step_rows(m, task, t))
         print(f"  seed {seed} step {t}: " + "  ".join(
             f"{n} D0 {perf[n][t]['0']['hits@10']:.3f} new {perf[n][t][str(t)]['hits@10']:.3f}" for n in models),
             flush=True)
-    for name in ("l2p", "promptdsi"):
+    for name in PROMPTED:
         pool: PromptPool = models[name].pool
         pool.eval_usage.zero_()
         evaluate(models[name], task, 0, last)  # fill the usage histogram with every test query
@@ -276,9 +282,18 @@ def summarise(results: dict) -> tuple[dict, str]:
                  f"{mean_std([float(np.mean([u[str(j)]['hits@10'] for j in range(1, last + 1)])) for u in up])} | "
                  f"{mean_std([float(np.mean([u[str(j)]['hits@10'] for j in range(last + 1)])) for u in up])} | - | - "
                  f"| - | all | {statistics.mean(s['retrain']['info']['seconds'] for s in seeds if 'retrain' in s):.0f} |")
+    lines += ["", "## Against the paper's claims (D0 forgetting and new-corpus Hits@10, means over seeds)", ""]
+    mean = {name: {k: float(np.mean(v)) for k, v in summary[name].items()} for name in CONTINUAL}
+    for name in ("promptdsi", "promptdsi+wa"):
+        m, ft, inc = mean[name], mean["seq-ft"], mean["incdsi"]
+        lines.append(
+            f"- {name}: D0 forgetting {m['d0_forgetting']:.3f} = {m['d0_forgetting'] / max(ft['d0_forgetting'], 1e-9):.2f}x "
+            f"sequential fine-tuning's {ft['d0_forgetting']:.3f} (claim: at most 1/3), new Hits@10 {m['new']:.3f} vs "
+            f"{ft['new']:.3f}; against IncDSI: forgetting {100 * (m['d0_forgetting'] - inc['d0_forgetting']):+.1f} "
+            f"points (claim: within 1), new Hits@10 {100 * (m['new'] - inc['new']):+.1f} points (claim: higher)")
     lines += ["", "## Prompt usage (entropy in nats of the selection histogram; uniform = log(pool))", "",
               "| pool | train entropy | test entropy | max | prompts never used at test |", "| --- | --- | --- | --- | --- |"]
-    for name in ("promptdsi", "l2p"):
+    for name in ("promptdsi", "promptdsi+wa", "l2p"):
         u = [s[f"{name}_usage"] for s in seeds]
         unused = [sum(1 for c in x["test"] if c == 0) for x in u]
         lines.append(f"| {name} | {mean_std([x['train_entropy'] for x in u])} | "
