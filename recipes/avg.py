@@ -149,7 +149,7 @@ def run_seed(data, cfg: AVGConfig, seed: int, out: Path, spec_overrides: dict, p
             res["systems"]["AVG w/o discriminative stage"] = {**timed_evaluation(gen, task), **size}
         if cfg.disc_epochs and variant == "shared" and cfg.negatives_from != "all":
             # ablation of the negative pool, from the same generative checkpoint
-            start, rng, pool = copy.deepcopy(gen.state_dict()), gen._gen.get_state(), gen.negative_pool
+            start, rng, pool = copy.deepcopy(gen.state_dict()), gen.mining_rng.get_state(), gen.negative_pool
             gen.set_negative_pool(None)
             t0 = time.perf_counter()
             d = train_generator(gen, task, cfg, "discriminative", seed, progress)
@@ -157,7 +157,7 @@ def run_seed(data, cfg: AVGConfig, seed: int, out: Path, spec_overrides: dict, p
                 "seconds": round(time.perf_counter() - t0, 1), "best_epoch": d.best_epoch, "history": _history(d)}
             res["systems"]["AVG, negatives from every image"] = {**timed_evaluation(gen, task), **size}
             gen.load_state_dict(start)
-            gen._gen.set_state(rng)
+            gen.mining_rng.set_state(rng)
             gen.set_negative_pool(pool)
         if cfg.disc_epochs:
             t0 = time.perf_counter()

@@ -126,3 +126,46 @@ def test_negative_pool_limits_mined_negatives_to_images_with_training_captions(t
     assert pool[neg.numpy()].all()
     with pytest.raises(ValueError, match="negative_pool"):
         gen.set_negative_pool(np.zeros(len(pool), bool))
+
+
+def test_prefix_listwise_loss_ranks_semantic_prefixes_with_distinct_prefix_negatives(toy):
+    torch.manual_seed(0)
+    n = len(toy.catalogue)
+    codes = np.stack([np.arange(n) % 4, (np.arange(n) // 4) % 5, np.arange(n) // 20], 1)  # prefix = first 2 levels
+    assert n > 23  # items i and i + 20 share their prefix
+    gen = make_generator(toy, codes, [4, 5, int(codes[:, 2].max()) + 1], True,
+                         AVGConfig(**{**SCRATCH, "ltr_over": "prefixes"}), 0, semantic_levels=2)
+    assert gen.ltr_levels == 2
+    texts, items = ["red square", "blue bar"], torch.tensor([0, 7])
+    neg = gen._mine(gen._encode_texts(texts), items)
+    for r, i in enumerate(items.tolist()):
+        prefixes = {tuple(codes[j, :2]) for j in neg[r].tolist()}
+        assert len(prefixes) == 3 and tuple(codes[i, :2]) not in prefixes
+    opt = torch.optim.Adam(gen.parameters(), lr=1e-2)
+    for _ in range(15):  # scores far from uniform, so that a level that enters the ranking shows
+        opt.zero_grad()
+        gen.loss((texts, items))["loss"].backward()
+        opt.step()
+    gen.eval()
+    gen.stage = "discriminative"
+    losses = []
+    for negatives in (torch.tensor([[1, 2, 3], [8, 9, 10]]), torch.tensor([[21, 22, 23], [28, 29, 30]])):
+        gen._mine = lambda inputs, items, negatives=negatives: negatives
+        losses.append(gen.loss((texts, items))["ltr"])
+    assert torch.isclose(losses[0], losses[1], atol=1e-6)  # the collision level does not enter the ranking
+    gen.ltr_levels = None  # whole strings: the last level does enter
+    assert not torch.isclose(gen.loss((texts, items))["ltr"], losses[0], atol=1e-6)
+
+
+def test_keep_start_restores_the_generative_checkpoint_when_no_discriminative_epoch_beats_it(toy):
+    from genir.methods.avg.pipeline import train_generator
+
+    gen = _generator(toy)
+    cfg = AVGConfig(**{**SCRATCH, "epochs": 1, "disc_epochs": 1, "disc_lr": 1.0, "keep_start": True,
+                       "batch_size": 8})
+    train_generator(gen, toy, cfg, "generative")
+    before = {k: v.clone() for k, v in gen.state_dict().items()}
+    result = train_generator(gen, toy, cfg, "discriminative")
+    same = all(torch.equal(before[k], v) for k, v in gen.state_dict().items())
+    assert same == (result.best_epoch == 0)  # restored exactly when the start won on valid
+    assert result.best_epoch in (0, 1) and "hits@10" in result.best_valid

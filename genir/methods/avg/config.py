@@ -45,6 +45,11 @@ class AVGConfig(Config):
     negatives_from: str = param("trained", "images that may be mined as negatives: those with a training caption "
                                 "(trained; a deviation, see the README) or every indexed image (all; AVG)",
                                 choices=("trained", "all"))
+    ltr_over: str = param("images", "what the listwise loss ranks: whole voken strings (images; AVG) or the "
+                          "semantic voken prefixes, with negatives of distinct prefixes (prefixes; a deviation, "
+                          "see the README)", choices=("images", "prefixes"))
+    keep_start: bool = param(False, "validate the generative checkpoint too and keep it when no discriminative "
+                             "epoch beats it on valid Recall@10 (model selection over the whole run)")
     mine_beams: int = param(10, "beams of the constrained search that mines the negatives", min=2)
     # -- retrieval
     beam_width: int = param(10, "beams of the constrained search at retrieval (AVG: 10)", min=1)

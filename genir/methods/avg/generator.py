@@ -29,6 +29,7 @@ are not semantic (the collision level) keep their random rows.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
 
@@ -147,12 +148,18 @@ def t5_from_scratch(vocab_size: int, d_model: int, layers: int, heads: int, d_ff
 class TokenToVoken(Seq2SeqIdGenerator):
     """Caption -> vokens. ``stage`` selects the loss; ``same_image`` (optional, item -> group of items judged the
     same image, e.g. pixel-identical copies) keeps such items out of the mined negatives; ``negative_pool``
-    (optional (N,) bool) is the set of images that may be negatives at all (default: every image)."""
+    (optional (N,) bool) is the set of images that may be negatives at all (default: every image).
+
+    ``ltr_levels`` (optional): the listwise loss ranks voken *prefixes* of that many leading levels (the semantic
+    vokens) instead of whole strings: the mined negatives are images whose prefix differs from the positive's and
+    from each other's, and each candidate is scored by the log-probability of its prefix only. A collision voken
+    says nothing about the image, so ranking it only memorises training captions (see the AVG README)."""
 
     def __init__(self, model, tokenizer, item_codes, level_sizes, *, shared: bool, temperature: float = 0.5,
                  ltr_weight: float = 0.5, negatives: int = 9, mine_beams: int = 10, beam_width: int = 10,
                  max_source_length: int = 32, same_image: np.ndarray | None = None, resize: bool = True,
-                 text_states: FrozenTextStates | None = None, negative_pool: np.ndarray | None = None):
+                 text_states: FrozenTextStates | None = None, negative_pool: np.ndarray | None = None,
+                 ltr_levels: int | None = None):
         super().__init__(model, tokenizer, item_codes, level_sizes, shared=shared,
                          max_source_length=max_source_length, beam_width=beam_width, resize=resize)
         self.text_states = text_states
@@ -162,10 +169,13 @@ class TokenToVoken(Seq2SeqIdGenerator):
         self.ltr_weight = float(ltr_weight)
         self.negatives = int(negatives)
         self.mine_beams = int(mine_beams)
+        if ltr_levels is not None and not 1 <= ltr_levels <= len(level_sizes):
+            raise ValueError(f"ltr_levels: expected 1..{len(level_sizes)} leading levels, got {ltr_levels}")
+        self.ltr_levels = None if ltr_levels is None else int(ltr_levels)
         self.stage = "generative"
         group = np.arange(self.num_items) if same_image is None else np.asarray(same_image, dtype=np.int64)
         self.register_buffer("group", torch.as_tensor(group), persistent=False)
-        self._gen = torch.Generator().manual_seed(0)
+        self.mining_rng = torch.Generator().manual_seed(0)  # random top-ups of the mined negatives
         self.set_negative_pool(negative_pool)
 
     def set_negative_pool(self, mask: np.ndarray | None) -> None:
@@ -232,7 +242,7 @@ class TokenToVoken(Seq2SeqIdGenerator):
         directory = Path(directory)
         meta = json.loads((directory / GENERATOR_FILE).read_text())
         meta.update(temperature=self.temperature, ltr_weight=self.ltr_weight, negatives=self.negatives,
-                    mine_beams=self.mine_beams)
+                    mine_beams=self.mine_beams, ltr_levels=self.ltr_levels)
         (directory / GENERATOR_FILE).write_text(json.dumps(meta, indent=1))
         if self.text_states is not None:
             save_tensors(directory / ADAPTER_FILE, self.adapter.state_dict())
@@ -256,7 +266,7 @@ class TokenToVoken(Seq2SeqIdGenerator):
                   temperature=meta.get("temperature", 0.5), ltr_weight=meta.get("ltr_weight", 0.5),
                   negatives=meta.get("negatives", 9), mine_beams=meta.get("mine_beams", 10),
                   beam_width=meta["beam_width"], max_source_length=meta["max_source_length"], resize=False,
-                  text_states=states)
+                  text_states=states, ltr_levels=meta.get("ltr_levels"))
         if states is not None:
             try:
                 gen.adapter.load_state_dict(load_tensors(directory / ADAPTER_FILE))
@@ -288,14 +298,16 @@ class TokenToVoken(Seq2SeqIdGenerator):
                             labels=labels).logits  # (B(1+m), L, V)
         pos = logits.view(b, 1 + m, *logits.shape[1:])[:, 0]
         gen = F.cross_entropy((pos / self.temperature).flatten(0, 1), target.flatten())
-        scores = self._sequence_log_probs(logits, labels).view(b, 1 + m)  # raw sequence log-probabilities
+        keep = labels.shape[1] if self.ltr_levels is None else self.ltr_levels
+        scores = self._sequence_log_probs(logits[:, :keep], labels[:, :keep]).view(b, 1 + m)  # raw log-probabilities
         ltr = F.cross_entropy(scores, torch.zeros(b, dtype=torch.long, device=scores.device))
         return {"loss": gen + self.ltr_weight * ltr, "gen": gen.detach(), "ltr": ltr.detach()}
 
     @torch.no_grad()
     def _mine(self, inputs, items: torch.Tensor) -> torch.Tensor:
         """(B, negatives) hard negatives: the top constrained beams that are in ``negative_pool`` and not an image
-        of the caption's group, topped up with random such images when the beams hold too few."""
+        of the caption's group (with ``ltr_levels``: whose prefix is new), topped up with random such images when
+        the beams hold too few."""
         was = self.model.training
         self.model.eval()
         try:
@@ -307,14 +319,32 @@ class TokenToVoken(Seq2SeqIdGenerator):
             self.model.train(was)
         cand = torch.where(found.valid, found.items, torch.full_like(found.items, -1)).cpu()
         group = self.group.cpu()
-        own = group[items.cpu()]
+        prefix = None if self.ltr_levels is None else self.item_codes[:, :self.ltr_levels].cpu().numpy()
         out = torch.empty(len(items), self.negatives, dtype=torch.long)
-        for r in range(len(items)):
-            row = [int(i) for i in cand[r].tolist()
-                   if i >= 0 and self.negative_pool[i] and group[i] != own[r]][: self.negatives]
-            while len(row) < self.negatives:
-                j = int(self._pool_items[int(torch.randint(len(self._pool_items), (1,), generator=self._gen))])
-                if group[j] != own[r]:
-                    row.append(j)
-            out[r] = torch.tensor(row)
+        for r, item in enumerate(items.cpu().tolist()):
+            out[r] = torch.tensor(self._negatives_of(item, cand[r].tolist(), group, prefix))
         return out.to(items.device)
+
+    def _negatives_of(self, item: int, beams: list[int], group: torch.Tensor, prefix: np.ndarray | None) -> list[int]:
+        """``self.negatives`` images for ``item``: its beams first, then random pool images (a bounded number of
+        draws: a pool may hold few distinct prefixes), repeated if still short. With ``prefix`` ((N, ltr_levels)
+        codes), one image per prefix and never the item's own."""
+        row: list[int] = []
+        seen = set() if prefix is None else {prefix[item].tobytes()}
+        draws = (int(self._pool_items[int(torch.randint(len(self._pool_items), (1,), generator=self.mining_rng))])
+                 for _ in range(100 * self.negatives))
+        for i in itertools.chain((b for b in beams if b >= 0), draws):
+            if not self.negative_pool[i] or group[i] == group[item]:
+                continue
+            if prefix is not None:
+                key = prefix[i].tobytes()
+                if key in seen:
+                    continue
+                seen.add(key)
+            row.append(i)
+            if len(row) == self.negatives:
+                break
+        if not row:
+            raise ValueError(f"negative pool: no image outside image {item}'s group"
+                             + ("" if prefix is None else " with another voken prefix"))
+        return row + [row[j % len(row)] for j in range(self.negatives - len(row))]

@@ -11,6 +11,7 @@ is the generator after :func:`train_generator`'s first stage) and run the baseli
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import dataclass
@@ -155,7 +156,8 @@ def make_generator(task: QueryRetrievalTask, codes: np.ndarray, level_sizes: lis
                        ltr_weight=cfg.ltr_weight, negatives=cfg.negatives, mine_beams=cfg.mine_beams,
                        beam_width=cfg.beam_width, max_source_length=cfg.max_source_length,
                        same_image=same_image_groups(task), text_states=states,
-                       negative_pool=negative_pool(task, cfg.negatives_from))
+                       negative_pool=negative_pool(task, cfg.negatives_from),
+                       ltr_levels=(semantic_levels or len(level_sizes)) if cfg.ltr_over == "prefixes" else None)
     if codebooks is not None and cfg.init_vokens:
         gen.init_voken_embeddings(codebooks, semantic_levels or len(level_sizes))
     return gen
@@ -163,7 +165,9 @@ def make_generator(task: QueryRetrievalTask, codes: np.ndarray, level_sizes: lis
 
 def train_generator(gen: TokenToVoken, task: QueryRetrievalTask, cfg: AVGConfig, stage: str, seed: int = 0,
                     progress: bool = False):
-    """One training stage of the generator with the one Trainer (model selection on valid Recall@10)."""
+    """One training stage of the generator with the one Trainer (model selection on valid Recall@10). With
+    ``cfg.keep_start`` the discriminative stage's starting point is validated too and restored (``best_epoch`` 0)
+    when no discriminative epoch beats it."""
     from genir.training import Trainer
 
     gen.stage = stage
@@ -175,7 +179,14 @@ def train_generator(gen: TokenToVoken, task: QueryRetrievalTask, cfg: AVGConfig,
                                  max_grad_norm=1.0)
     else:
         raise ConfigError(f"generator stage: expected generative or discriminative, got {stage!r}")
-    result = Trainer(gen, task, evaluator(task), config=config).fit()
+    trainer = Trainer(gen, task, evaluator(task), config=config)
+    start = None
+    if stage == "discriminative" and cfg.keep_start:
+        start = copy.deepcopy(gen.state_dict()), trainer.evaluate(trainer.valid_evaluator)
+    result = trainer.fit()
+    if start is not None and start[1][config.metric] >= result.best_valid.get(config.metric, -1.0):
+        gen.load_state_dict(start[0])
+        result.best_epoch, result.best_valid = 0, start[1]
     gen.stage = "generative"
     return result
 
