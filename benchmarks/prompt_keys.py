@@ -8,8 +8,10 @@ Selection depends only on the frozen encoder's query feature (mean of its cached
 the usage histograms of fixed keys are known before any prompt trains. Measured, for top-k selection (k = 2) over
 a pool of ``--topics`` (32) keys: the entropy of the selections (nats; uniform = log(pool)) and the number of
 keys never chosen, for the queries the pool is trained on (D1..D3's documents and pseudo-queries) and for the test
-queries (every corpus' test synopses). The committed default run of recipes/promptdsi.py used raw features; this
-isolates why its fixed keys send most test synopses to three keys, and what centring the features does. Writes
+queries (every corpus' test synopses). A third kind of fixed key clusters D0's training texts (its documents and
+their training queries, never a test synopsis) instead of its documents only. The committed default run of
+recipes/promptdsi.py used raw document features; this isolates why its fixed keys send most test synopses to three
+keys, and what centring the features or clustering queries too does. Writes
 ``benchmarks/results/promptdsi/prompt_keys.json``.
 """
 
@@ -53,6 +55,8 @@ def main(argv=None) -> int:
     p.add_argument("--topics", type=int, default=32)
     p.add_argument("--top-k", type=int, default=2)
     p.add_argument("--seeds", default="0,1,2", help="k-means / random-key seeds")
+    p.add_argument("--key-texts", type=int, default=10000, help="D0 training texts sampled for the keys over "
+                   "documents and queries")
     p.add_argument("--work", default="runs/prompt_keys")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "promptdsi" / "prompt_keys.json"))
     args = p.parse_args(argv)
@@ -67,6 +71,9 @@ def main(argv=None) -> int:
     train_texts = pairs_of(task, new, ("indexing", "pseudo"))["text"].tolist()
     test_texts = task.queries[task.queries["stage"] == "test"]["text"].tolist()
     doc = enc.features(document_texts(task, d0)).numpy()
+    d0_train = pairs_of(task, d0)["text"].tolist()  # D0's documents and every training query of them
+    pick = np.random.default_rng(0).choice(len(d0_train), size=min(args.key_texts, len(d0_train)), replace=False)
+    d0_mix = enc.features([d0_train[i] for i in np.sort(pick)]).numpy()
     train = enc.features(train_texts).numpy()
     test = enc.features(test_texts).numpy()
     mean = doc.mean(0)
@@ -79,6 +86,10 @@ def main(argv=None) -> int:
             keys = topic_keys(doc - center, args.topics, seed)
             rows.setdefault(name, []).append({"seed": seed, "train": usage(train, keys, center, args.top_k),
                                               "test": usage(test, keys, center, args.top_k)})
+        name = "topic keys over D0's training texts (documents + training queries; topic_texts=training)"
+        keys = topic_keys(d0_mix, args.topics, seed)
+        rows.setdefault(name, []).append({"seed": seed, "train": usage(train, keys, np.zeros_like(mean), args.top_k),
+                                          "test": usage(test, keys, np.zeros_like(mean), args.top_k)})
         g = torch.Generator().manual_seed(seed)
         keys = torch.randn(args.topics, enc.hidden_size, generator=g).numpy()
         rows.setdefault("L2P keys at their random start (before the pull)", []).append(

@@ -11,7 +11,7 @@ sections that arrive later with pseudo-queries only (their synopses are test que
 
 Compared in one run: DSI with atomic docids and with semantic (hierarchical k-means) docids on D0; then, from the
 same D0 model, sequential fine-tuning, L2P-style learned keys, PromptDSI (topic-aware fixed keys), PromptDSI with
-weight-aligned new rows (an addition, not in the paper), IncDSI, and a
+weight-aligned new rows and with topic keys over D0's queries too (additions, not in the paper), IncDSI, and a
 re-train on everything after the last step (upper bound); BM25 (bm25s) and dense retrieval (the same pretrained
 encoder + FAISS) on every step. Writes ``runs/promptdsi/<time>/``: ``results.json``, ``results.md``,
 ``steps.png`` (Hits@10 on D0 and on the newest corpus per step) and ``prompt_usage.png``.
@@ -60,9 +60,10 @@ from genir.methods.dsi.semantic import SemanticDSI
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "tokenizers" / "hkmeans_docid.yaml"
 METRICS = ("hits@1", "hits@10", "mrr@10")
-CONTINUAL = ("seq-ft", "l2p", "promptdsi", "promptdsi+wa", "incdsi")
-# "promptdsi+wa": PromptDSI with weight aligning after every step (``align_new_rows``; not in the paper, see README)
-PROMPTED = ("l2p", "promptdsi", "promptdsi+wa")
+CONTINUAL = ("seq-ft", "l2p", "promptdsi", "promptdsi+wa", "promptdsi+wa+qt", "incdsi")
+# additions to PromptDSI, not in the paper (see the README): "+wa" weight aligning of the new rows after every step
+# (``align_new_rows``); "+qt" topic keys clustered over D0's training texts (documents and their training queries)
+PROMPTED = ("l2p", "promptdsi", "promptdsi+wa", "promptdsi+wa+qt")
 # CPU-sized: one epoch on D0 (rows start at the documents' embeddings, so DSI is usable after one), 10 beams
 CPU = {"epochs": 1, "beam_width": 10}
 QUICK = {**CPU, "epochs": 2, "step_epochs": 2, "n_topics": 8, "incdsi_steps": 100, "max_length": 32, "trainable_layers": 1}
@@ -156,8 +157,11 @@ def run_seed(seed: int, task, base, embeddings, cfg: DSIConfig, out: Path, hk: d
     models = {"seq-ft": copy.deepcopy(atomic), "incdsi": copy.deepcopy(atomic),
               "l2p": prompt_model(copy.deepcopy(atomic), d0_texts, cfg, learn_keys=True, seed=seed),
               "promptdsi": prompt_model(copy.deepcopy(atomic), d0_texts, cfg, learn_keys=False, seed=seed),
-              "promptdsi+wa": prompt_model(copy.deepcopy(atomic), d0_texts, cfg, learn_keys=False, seed=seed)}
-    step_cfg = {"l2p": cfg, "promptdsi": cfg, "promptdsi+wa": dataclasses.replace(cfg, align_new_rows=True)}
+              "promptdsi+wa": prompt_model(copy.deepcopy(atomic), d0_texts, cfg, learn_keys=False, seed=seed),
+              "promptdsi+wa+qt": prompt_model(copy.deepcopy(atomic), d0_texts, cfg, learn_keys=False, seed=seed,
+                                              key_texts=d0_pairs["text"].tolist())}
+    aligned = dataclasses.replace(cfg, align_new_rows=True)
+    step_cfg = {"l2p": cfg, "promptdsi": cfg, "promptdsi+wa": aligned, "promptdsi+wa+qt": aligned}
     cache = QueryCache(models["incdsi"], d0_pairs, cfg.incdsi_cache, seed)
     perf = {name: [step_rows(atomic, task, 0)] for name in models}
     info = {name: [] for name in models}
@@ -284,7 +288,7 @@ def summarise(results: dict) -> tuple[dict, str]:
                  f"| - | all | {statistics.mean(s['retrain']['info']['seconds'] for s in seeds if 'retrain' in s):.0f} |")
     lines += ["", "## Against the paper's claims (D0 forgetting and new-corpus Hits@10, means over seeds)", ""]
     mean = {name: {k: float(np.mean(v)) for k, v in summary[name].items()} for name in CONTINUAL}
-    for name in ("promptdsi", "promptdsi+wa"):
+    for name in ("promptdsi", "promptdsi+wa", "promptdsi+wa+qt"):
         m, ft, inc = mean[name], mean["seq-ft"], mean["incdsi"]
         lines.append(
             f"- {name}: D0 forgetting {m['d0_forgetting']:.3f} = {m['d0_forgetting'] / max(ft['d0_forgetting'], 1e-9):.2f}x "
@@ -293,7 +297,7 @@ def summarise(results: dict) -> tuple[dict, str]:
             f"points (claim: within 1), new Hits@10 {100 * (m['new'] - inc['new']):+.1f} points (claim: higher)")
     lines += ["", "## Prompt usage (entropy in nats of the selection histogram; uniform = log(pool))", "",
               "| pool | train entropy | test entropy | max | prompts never used at test |", "| --- | --- | --- | --- | --- |"]
-    for name in ("promptdsi", "promptdsi+wa", "l2p"):
+    for name in ("promptdsi", "promptdsi+wa+qt", "l2p"):
         u = [s[f"{name}_usage"] for s in seeds]
         unused = [sum(1 for c in x["test"] if c == 0) for x in u]
         lines.append(f"| {name} | {mean_std([x['train_entropy'] for x in u])} | "
@@ -329,9 +333,10 @@ def plot(results: dict, out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "steps.png", dpi=120)
     plt.close(fig)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
-    for ax, name, title in ((axes[0], "promptdsi", "PromptDSI: fixed topic keys"),
-                            (axes[1], "l2p", "L2P: learned keys")):
+    fig, axes = plt.subplots(1, 3, figsize=(16, 3.5))
+    for ax, name, title in ((axes[0], "promptdsi", "PromptDSI: topic keys (documents)"),
+                            (axes[1], "promptdsi+wa+qt", "topic keys (documents + queries)"),
+                            (axes[2], "l2p", "L2P: learned keys")):
         u = seeds[0][f"{name}_usage"]
         ax.bar(range(len(u["test"])), u["test"], color="tab:blue")
         ax.set_title(f"{title} (test entropy {u['test_entropy']:.2f} / {u['max_entropy']:.2f})")

@@ -132,9 +132,11 @@ def sequential_step(model: AtomicDSI, task, items: np.ndarray, cfg: DSIConfig, s
 
 
 def prompt_model(model: AtomicDSI, texts: list[str], cfg: DSIConfig, *, learn_keys: bool,
-                 seed: int) -> PromptedDSI:
+                 seed: int, key_texts: list[str] | None = None) -> PromptedDSI:
     """Freeze a D0 DSI and attach a pool: topic-centroid keys (PromptDSI) of D0's document ``texts``, or learned
-    random keys (L2P)."""
+    random keys (L2P). ``key_texts`` (optional) are clustered for the topic keys instead of the documents: D0's
+    training texts, documents and their training queries, put topics where queries lie too (not in the paper;
+    ``benchmarks/prompt_keys.py`` measures the selection it gives)."""
     enc = model.encoder
     features = enc.features(texts).numpy()
     center = torch.from_numpy(features.mean(0)) if cfg.center_keys else None
@@ -142,7 +144,8 @@ def prompt_model(model: AtomicDSI, texts: list[str], cfg: DSIConfig, *, learn_ke
         g = torch.Generator().manual_seed(seed)
         keys = torch.randn(cfg.n_topics, enc.hidden_size, generator=g)
     else:
-        keys = torch.from_numpy(topic_keys(features - (0.0 if center is None else center.numpy()), cfg.n_topics,
+        clustered = features if key_texts is None else enc.features(key_texts).numpy()
+        keys = torch.from_numpy(topic_keys(clustered - (0.0 if center is None else center.numpy()), cfg.n_topics,
                                            seed))
     sample = np.random.default_rng(seed).choice(len(texts), size=min(256, len(texts)), replace=False)
     hidden, mask = enc.lower([texts[i] for i in sample])
