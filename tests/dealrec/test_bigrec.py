@@ -74,3 +74,29 @@ def test_example_losses_average_to_the_training_loss():
     assert per_example.shape == (3,) and len(set(per_example.tolist())) == 3
     # every target has the same number of code tokens, so the token mean is the mean of the example means
     torch.testing.assert_close(per_example.mean(), rec.loss(batch))
+
+
+def test_effort_with_backward_cut_at_the_last_lora_block_equals_the_full_backward():
+    from genir.llm import add_lora
+    from genir.methods.dealrec.bigrec import PROMPT_HEAD, PROMPT_TAIL
+    from genir.methods.dealrec.procedure import answer_losses, last_lora_linears, only_trainable
+    from genir.methods.dealrec.scores import linear_grad_norms
+
+    split = leave_one_out(Dataset.from_frames("tiny", make_inter(n_users=10, n_items=20, per_user=6)))
+    titles = movie_titles(split.num_items)
+    tok = word_tokenizer(titles + [PROMPT_HEAD + PROMPT_TAIL, "[2]"])
+    pool = draw_pool(training_samples(split.histories(None), max_history=3), 12, seed=0)
+    norms = []
+    for cut in (False, True):
+        torch.manual_seed(0)
+        rec = BIGRec(add_lora(tiny_llama(tok)), tok, titles, max_history=3, beam_width=4)
+        rec.eval()
+        linears = last_lora_linears(rec.model)
+        if cut:
+            linears = only_trainable(rec.model, linears)
+            assert sum(p.requires_grad for p in rec.model.parameters()) == sum(
+                p.numel() > 0 for m in linears for p in m.parameters())
+        pairs = rec.pairs(pool.histories, pool.targets)
+        norms.append(linear_grad_norms(answer_losses(rec, pairs), linears, len(pool), batch_size=4))
+    assert np.all(norms[0] > 0)
+    np.testing.assert_allclose(norms[1], norms[0], rtol=1e-4)

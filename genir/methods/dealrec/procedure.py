@@ -108,6 +108,16 @@ def last_lora_linears(model) -> list[torch.nn.Linear]:
     return blocks[max(blocks)]
 
 
+def only_trainable(model: torch.nn.Module, modules: list[torch.nn.Linear]) -> list[torch.nn.Linear]:
+    """Freeze every parameter of ``model`` outside ``modules`` (returned): backward then stops at the first of
+    them instead of running through every block, and their gradients are unchanged (the effort pass's cost)."""
+    keep = {id(p) for m in modules for p in m.parameters()}
+    for p in model.parameters():
+        if id(p) not in keep:
+            p.requires_grad_(False)
+    return modules
+
+
 def score_pool(pool: SamplePool, surrogate, llm, tokenizer, titles: list[str], cfg: DEALRecConfig, seed: int,
                progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Every score of the pool's samples and the seconds each took: influence and EL2N/GraNd on the surrogate,
@@ -132,8 +142,8 @@ def score_pool(pool: SamplePool, surrogate, llm, tokenizer, titles: list[str], c
                  beam_width=cfg.beam_width, max_title_tokens=cfg.max_title_tokens)
     pairs = rec.pairs(pool.histories, pool.targets)
     rec.eval()  # no LoRA dropout: the score of a sample does not depend on the draw
-    effort = linear_grad_norms(answer_losses(rec, pairs), last_lora_linears(rec.model), len(pool),
-                               batch_size=cfg.score_batch, progress=progress, desc="effort")
+    effort = linear_grad_norms(answer_losses(rec, pairs), only_trainable(rec.model, last_lora_linears(rec.model)),
+                               len(pool), batch_size=cfg.score_batch, progress=progress, desc="effort")
     seconds["effort"] = time.perf_counter() - t0
     return {"influence": influence, "effort": effort, "el2n": el2n, "grand": grand}, seconds
 
