@@ -15,9 +15,11 @@ Systems, all on the same frozen features of one run (which parts are pretrained 
   exact inner-product search (faiss IndexFlatIP) over every image;
 * AVG: voken tokenizer (shared codebook, aligned with the training captions through the two-tower's space), T5
   generator built from a config (not pretrained: no T5 weights exist offline), generative then discriminative
-  stage (beam-mined hard negatives, listwise loss on raw sequence scores); constrained beam search over every
-  image's vokens;
-* AVG without the discriminative stage (the same generator after its generative stage);
+  stage (beam-mined hard negatives, listwise loss on raw scores of the semantic voken prefixes); constrained beam
+  search over every image's vokens;
+* AVG without the discriminative stage (the same generator after its generative stage), with the listwise loss over
+  whole voken strings (the paper's), and with negatives mined among every image (the paper's pool), each from the
+  same generative checkpoint;
 * AVG with per-level codebooks (both stages);
 * the generator with random IDs (same length and vocabulary as the vokens, no content) and with atomic IDs (one
   token per image), generative stage.
@@ -53,6 +55,7 @@ from genir.methods.avg import (
     AVGConfig,
     aligned_features,
     make_generator,
+    negative_pool,
     prepare,
     read_image_task,
     save_grid,
@@ -71,6 +74,8 @@ SYSTEMS = {  # name -> (pretrained parts, all frozen; parts trained here)
                                      "two-tower heads, voken tokenizer, projection + T5 decoder (generative stage)"),
     "AVG, negatives from every image": ("image encoder, MiniLM",
                                         "as AVG, but negatives mined among every indexed image (the paper's pool)"),
+    "AVG, listwise over whole voken strings": ("image encoder, MiniLM",
+                                               "as AVG, but the listwise loss ranks whole strings (the paper's)"),
     "AVG, per-level codebooks": ("image encoder, MiniLM",
                                  "two-tower heads, voken tokenizer (3 books), projection + T5 decoder (2 stages)"),
     "generator, random IDs": ("MiniLM", "projection + T5 decoder (generative stage)"),
@@ -78,11 +83,12 @@ SYSTEMS = {  # name -> (pretrained parts, all frozen; parts trained here)
 }
 # disc_epochs 2 with negatives among trained images: on seed 0, valid Recall@10 0.066 after the generative stage,
 # 0.066 after 1 discriminative epoch (the previous default), 0.072 after 2 (0.070 with negatives from every image);
-# disc_lr 3e-4 and 1e-3 lowered valid Recall@10 by the second epoch (benchmarks/results/avg/README.md)
+# disc_lr 3e-4 and 1e-3 lowered valid Recall@10 by the second epoch (benchmarks/results/avg/README.md).
+# ltr_over=prefixes: the listwise loss over semantic voken prefixes (the paper's whole strings are an ablation row)
 DEFAULT = {"epochs": 12, "eval_every": 3, "patience": 2, "disc_epochs": 2, "batch_size": 128, "lr": 2e-3,
-           "negatives": 5}
+           "negatives": 5, "ltr_over": "prefixes"}
 QUICK = {"tower_epochs": 5, "epochs": 4, "eval_every": 2, "disc_epochs": 1, "d_model": 32, "layers": 1, "heads": 2,
-         "d_ff": 64, "batch_size": 32, "tower_batch": 64, "tower_hidden": 64, "tower_dim": 32}
+         "d_ff": 64, "batch_size": 32, "tower_batch": 64, "tower_hidden": 64, "tower_dim": 32, "ltr_over": "prefixes"}
 QUICK_SPEC = {"codebook_size": 16, "epochs": 20, "hidden_dims": [64]}
 
 
@@ -109,6 +115,32 @@ def _check_beams(gen, task, table: SemanticIdTable, limit: int = 256) -> dict:
 
 def _history(result) -> list[dict]:
     return [{k: round(v, 5) if isinstance(v, float) else v for k, v in h.items()} for h in result.history]
+
+
+def disc_ablations(cfg: AVGConfig) -> dict[str, dict]:
+    """Rows that change one setting of the discriminative stage against the configured one (none when the
+    configuration already is that setting)."""
+    rows = {}
+    if cfg.negatives_from != "all":
+        rows["AVG, negatives from every image"] = {"negatives_from": "all"}
+    if cfg.ltr_over != "images":
+        rows["AVG, listwise over whole voken strings"] = {"ltr_over": "images"}
+    return rows
+
+
+def apply_disc_setting(gen, task, table: SemanticIdTable, change: dict):
+    """Set an ablation's discriminative setting on ``gen``; returns the function that undoes it."""
+    pool, levels = gen.negative_pool, gen.ltr_levels
+    if "negatives_from" in change:
+        gen.set_negative_pool(negative_pool(task, change["negatives_from"]))
+    if "ltr_over" in change:
+        gen.ltr_levels = table.semantic_levels if change["ltr_over"] == "prefixes" else None
+
+    def restore() -> None:
+        gen.set_negative_pool(pool)
+        gen.ltr_levels = levels
+
+    return restore
 
 
 def run_seed(data, cfg: AVGConfig, seed: int, out: Path, spec_overrides: dict, progress: bool) -> dict:
@@ -147,18 +179,19 @@ def run_seed(data, cfg: AVGConfig, seed: int, out: Path, spec_overrides: dict, p
         size = {"index_bytes": int(gen.prefix.nbytes + table.codes.size * 4), "trained_params": _params(gen)}
         if variant == "shared":
             res["systems"]["AVG w/o discriminative stage"] = {**timed_evaluation(gen, task), **size}
-        if cfg.disc_epochs and variant == "shared" and cfg.negatives_from != "all":
-            # ablation of the negative pool, from the same generative checkpoint
-            start, rng, pool = copy.deepcopy(gen.state_dict()), gen.mining_rng.get_state(), gen.negative_pool
-            gen.set_negative_pool(None)
-            t0 = time.perf_counter()
-            d = train_generator(gen, task, cfg, "discriminative", seed, progress)
-            stages["discriminative, negatives from every image"] = {
-                "seconds": round(time.perf_counter() - t0, 1), "best_epoch": d.best_epoch, "history": _history(d)}
-            res["systems"]["AVG, negatives from every image"] = {**timed_evaluation(gen, task), **size}
-            gen.load_state_dict(start)
-            gen.mining_rng.set_state(rng)
-            gen.set_negative_pool(pool)
+        if cfg.disc_epochs and variant == "shared":
+            # ablations of the discriminative stage, each from the same generative checkpoint and mining RNG
+            start, rng = copy.deepcopy(gen.state_dict()), gen.mining_rng.get_state()
+            for ablation, change in disc_ablations(cfg).items():
+                restore = apply_disc_setting(gen, task, table, change)
+                t0 = time.perf_counter()
+                d = train_generator(gen, task, cfg, "discriminative", seed, progress)
+                stages[f"discriminative ({ablation})"] = {"seconds": round(time.perf_counter() - t0, 1),
+                                                         "best_epoch": d.best_epoch, "history": _history(d)}
+                res["systems"][ablation] = {**timed_evaluation(gen, task), **size}
+                restore()
+                gen.load_state_dict(start)
+                gen.mining_rng.set_state(rng)
         if cfg.disc_epochs:
             t0 = time.perf_counter()
             d = train_generator(gen, task, cfg, "discriminative", seed, progress)
