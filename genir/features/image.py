@@ -31,6 +31,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from genir.atomic import file_sha256
 from genir.data.catalogue import Catalogue
 from genir.errors import FeatureError
 from genir.features.cache import cached
@@ -174,15 +175,26 @@ def open_image(value, root: str | Path = ".", where: str = "image"):
     return _open(value, Path(root), where)
 
 
+_ARCHIVE_DIGESTS: dict[tuple, str] = {}
+
+
 def _archives_of(values, root: Path) -> list:
-    """(archive, size, mtime) of every ``.npz`` archive the values name: part of the cache key, so a rebuilt
-    archive is never read from an old entry."""
+    """(archive, size, sha256) of every ``.npz`` archive the values name: part of the cache key, so a rebuilt
+    archive is never read from an old entry, while a copy or a re-synced file with the same bytes still is (an
+    mtime in the key made a re-synced archive cost a full re-encoding). Digests are memoised per (path, size,
+    mtime) within the process."""
     names = {str(v).rpartition("#")[0] for v in values if isinstance(v, str) and ".npz#" in v}
     out = []
     for name in sorted(names):
         p = Path(name) if Path(name).is_absolute() else root / name
-        st = p.stat() if p.is_file() else None
-        out.append([name, st.st_size if st else None, st.st_mtime_ns if st else None])
+        if not p.is_file():
+            out.append([name, None, None])
+            continue
+        st = p.stat()
+        key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+        if key not in _ARCHIVE_DIGESTS:
+            _ARCHIVE_DIGESTS[key] = file_sha256(p)
+        out.append([name, st.st_size, _ARCHIVE_DIGESTS[key]])
     return out
 
 

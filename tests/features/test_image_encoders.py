@@ -59,3 +59,22 @@ def test_efficientnet_lite0_is_pretrained_and_frozen(tmp_path, monkeypatch):
     assert cos[0, 1] > 0.95 and cos[0, 1] > cos[0, 2] + 0.1  # two red squares agree, noise does not
     with pytest.raises(FeatureError, match="variant must be one of"):
         IMAGE_ENCODERS.get("efficientnet-lite")(variant="lite9")
+
+
+def test_cache_key_follows_the_archive_bytes_not_its_mtime(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setenv("GENIR_CACHE", str(tmp_path / "cache"))
+    cat, images = _catalogue(tmp_path)
+    x = image_embeddings(cat, "pixels", size=4)
+    entries = sorted((tmp_path / "cache" / "image").glob("*.npy"))
+    archive = tmp_path / "renders.npz"
+    st = archive.stat()
+    os.utime(archive, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # re-synced: same bytes, a new mtime
+    assert np.array_equal(image_embeddings(cat, "pixels", size=4), x)
+    assert sorted((tmp_path / "cache" / "image").glob("*.npy")) == entries  # reused, nothing recomputed
+    changed = images.copy()
+    changed[2] = 0
+    np.savez(archive, images=changed)  # rebuilt with other pixels: a new entry
+    y = image_embeddings(cat, "pixels", size=4)
+    assert not np.array_equal(y, x) and len(list((tmp_path / "cache" / "image").glob("*.npy"))) == len(entries) + 1
