@@ -2,6 +2,8 @@
 
     python recipes/promptdsi.py                    # default: a fixed 10,000-document subset, seeds 0 1 2 (CPU)
     python recipes/promptdsi.py --quick            # ~2,000 documents, one seed, one epoch (used by the tests)
+    python recipes/promptdsi.py --jobs 1           # seeds one after the other in this process (default: the first
+                                                   # here, the others in a worker process, one thread each)
     python recipes/promptdsi.py --full             # all 63,904 usable documents (meant for a GPU)
     python recipes/promptdsi.py --beir PATH        # a BEIR folder (corpus.jsonl, queries.jsonl, qrels/) instead
 
@@ -20,14 +22,17 @@ encoder + FAISS) on every step. Writes ``runs/promptdsi/<time>/``: ``results.jso
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import json
+import multiprocessing
 import os
 import platform
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -194,6 +199,30 @@ def run_seed(seed: int, task, base, embeddings, cfg: DSIConfig, out: Path, hk: d
     res["continual"] = {name: {"perf": perf[name], "steps": [{k: v for k, v in i.items() if k != "history"}
                                                                 for i in info[name]]} for name in models}
     return res
+
+
+def frozen_encoder(task, cfg: DSIConfig, progress: bool):
+    """The pretrained encoder with its frozen lower layers cached over every training and query text, the
+    documents' embeddings, and the seconds that took."""
+    base = make_encoder(cfg)
+    t0 = time.perf_counter()
+    base.precompute(task.train_pairs["text"].tolist() + task.queries["text"].tolist(), progress=progress)
+    embeddings = base.embed(document_texts(task, np.arange(len(task.catalogue))), progress=progress)
+    return base, embeddings, time.perf_counter() - t0
+
+
+def _seeds_in_worker(task, cfg: DSIConfig, seeds: list[int], side: list[int], out: Path, hk: dict) -> list[dict]:
+    """Seeds in a worker process (one torch thread, no progress bars), with its own frozen-encoder cache (rebuilt
+    here: cheaper than sending gigabytes of cached states between processes)."""
+    torch.set_num_threads(1)
+    base, embeddings, seconds = frozen_encoder(task, cfg, progress=False)
+    results = []
+    for seed in seeds:
+        t0 = time.perf_counter()
+        res = run_seed(seed, task, base, embeddings, cfg, out, hk, False, side=seed in side)
+        results.append({**res, "seconds": round(time.perf_counter() - t0, 1),
+                        "worker_cache_seconds": round(seconds, 1)})
+    return results
 
 
 def baselines(task, base, embeddings) -> dict:
@@ -367,10 +396,12 @@ def main(argv=None) -> int:
     p.add_argument("--docs", type=int, default=None, help="size of the fixed document subset (default 10,000; "
                    "2,000 with --quick)")
     p.add_argument("--beir", default=None, help="a BEIR folder with steps.tsv instead of the Debian snapshot")
-    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--seeds", default=None, help="comma-separated (default 0,1,2; --quick: 0)")
     p.add_argument("--side-seeds", type=int, default=1, help="run the semantic-docid DSI and the re-train upper "
                    "bound on the first N seeds only (default 1: they are the costliest parts and no headline "
                    "comparison needs their spread; 0 = every seed)")
+    p.add_argument("--jobs", type=int, default=None, help="processes of one torch thread each (default: min(seeds, "
+                   "CPU cores)); with 2, the first seed runs here and the others one after the other in a worker")
     p.add_argument("--pseudo", type=int, default=2, help="pseudo-queries per document")
     p.add_argument("--set", nargs="*", default=[], help="DSIConfig overrides key=value (e.g. epochs=4)")
     p.add_argument("--out", default=None)
@@ -379,7 +410,7 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     settings = {**(QUICK if args.quick else {} if args.full else CPU), **dict(kv.split("=", 1) for kv in args.set)}
     cfg = DSIConfig.from_dict(settings, source="promptdsi", coerce=True)
-    seeds = [int(s) for s in args.seeds.split(",")][:1 if args.quick else None]
+    seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")]
     out = Path(args.out or ROOT / "runs" / "promptdsi" / time.strftime("%Y%m%d-%H%M%S"))
     out.mkdir(parents=True, exist_ok=True)
     progress = not args.no_progress
@@ -387,11 +418,10 @@ def main(argv=None) -> int:
     task = with_pseudo_queries(task, args.pseudo, seed=0)
     print(f"corpus {task.name}: {len(task.catalogue)} documents, steps {[len(s) for s in task.steps]}, "
           f"{len(task.train_pairs)} training pairs", flush=True)
-    base = make_encoder(cfg)
-    t0 = time.perf_counter()
-    base.precompute(task.train_pairs["text"].tolist() + task.queries["text"].tolist(), progress=progress)
-    embeddings = base.embed(document_texts(task, np.arange(len(task.catalogue))), progress=progress)
-    cache_seconds = time.perf_counter() - t0
+    jobs = max(1, min(len(seeds), args.jobs or os.cpu_count() or 1))
+    if jobs > 1:
+        torch.set_num_threads(1)
+    base, embeddings, cache_seconds = frozen_encoder(task, cfg, progress)
     hk = {"k": 4, "c": 8} if args.quick else {}
     results = {"command": "python recipes/promptdsi.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, "
@@ -404,15 +434,30 @@ def main(argv=None) -> int:
     results["baselines"] = baselines(task, base, embeddings)
     results["seeds"] = []
     results["side_seeds"] = seeds[:args.side_seeds or None]
-    for seed in seeds:  # results are rewritten after every seed, so a long run that is cut short keeps its seeds
-        results["seeds"].append(run_seed(seed, task, base, embeddings, cfg, out, hk, progress,
-                                         side=seed in results["side_seeds"]))
+    results["jobs"] = jobs
+
+    def record(res: dict) -> str:  # results are rewritten after every seed: a run cut short keeps its seeds
+        results["seeds"] = sorted([*results["seeds"], res], key=lambda r: seeds.index(r["seed"]))
         results["seconds"] = time.perf_counter() - t_start
         summary, table = summarise(results)
         results["summary"] = summary
         atomic_write(out / "results.json", lambda f: f.write(json.dumps(results, indent=1).encode()))
-        atomic_write(out / "results.md", lambda f, text=table: f.write(text.encode()))
+        atomic_write(out / "results.md", lambda f: f.write(table.encode()))
         plot(results, out)
+        return table
+
+    # seeds are split between this process (the first, with the semantic DSI and the upper bound) and one worker
+    # process (the rest, one after the other), each on one torch thread
+    here, there = (seeds[:1], seeds[1:]) if jobs > 1 else (seeds, [])
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) if there else \
+            contextlib.nullcontext() as pool:
+        worker = pool.submit(_seeds_in_worker, task, cfg, there, results["side_seeds"], out, hk) if there else None
+        for seed in here:
+            t0 = time.perf_counter()
+            res = run_seed(seed, task, base, embeddings, cfg, out, hk, progress, side=seed in results["side_seeds"])
+            table = record({**res, "seconds": round(time.perf_counter() - t0, 1)})
+        for res in worker.result() if worker is not None else []:
+            table = record(res)
     print(table)
     print(f"wrote {out}")
     return 0

@@ -56,3 +56,19 @@ def test_promptdsi_quick_writes_tables_json_and_plots(tmp_path):
     _, two = promptdsi.summarise({**res, "seeds": [seed, {**other, "seed": 1}]})
     assert "DSI semantic docids (hk-means) (seed 0) |" in two and "upper bound, final step only; seed 0)" in two
     assert "| DSI atomic docids |" in two and " ± " in two  # the atomic row is over both seeds
+
+
+def test_promptdsi_quick_runs_later_seeds_in_a_worker_process(tmp_path):
+    _snapshot_or_skip()
+    torch.set_num_threads(1)
+    out = tmp_path / "run"
+    assert promptdsi.main(["--quick", "--docs", "200", "--seeds", "0,1", "--jobs", "2", "--out", str(out),
+                           "--no-progress"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["jobs"] == 2 and [s["seed"] for s in res["seeds"]] == [0, 1]
+    first, second = res["seeds"]
+    assert "semantic_d0" in first and "retrain" in first  # the side runs: first seed only (--side-seeds 1)
+    assert "semantic_d0" not in second and second["worker_cache_seconds"] > 0
+    for name in promptdsi.CONTINUAL:
+        assert len(second["continual"][name]["perf"]) == 4
+    assert "| seq-ft | " in (out / "results.md").read_text()
