@@ -15,11 +15,11 @@ Systems, all on the same frozen features of one run (which parts are pretrained 
   exact inner-product search (faiss IndexFlatIP) over every image;
 * AVG: voken tokenizer (shared codebook, aligned with the training captions through the two-tower's space), T5
   generator built from a config (not pretrained: no T5 weights exist offline), generative then discriminative
-  stage (beam-mined hard negatives, listwise loss on raw scores of the semantic voken prefixes); constrained beam
-  search over every image's vokens;
-* AVG without the discriminative stage (the same generator after its generative stage), with the listwise loss over
-  whole voken strings (the paper's), and with negatives mined among every image (the paper's pool), each from the
-  same generative checkpoint;
+  stage (beam-mined hard negatives, listwise loss on raw sequence scores); constrained beam search over every
+  image's vokens;
+* AVG without the discriminative stage (the same generator after its generative stage), and with negatives mined
+  among every image (the paper's pool) from the same generative checkpoint (with ``ltr_over=prefixes``, also the
+  paper's listwise loss over whole strings);
 * AVG with per-level codebooks (both stages);
 * the generator with random IDs (same length and vocabulary as the vokens, no content) and with atomic IDs (one
   token per image), generative stage.
@@ -84,11 +84,12 @@ SYSTEMS = {  # name -> (pretrained parts, all frozen; parts trained here)
 # disc_epochs 2 with negatives among trained images: on seed 0, valid Recall@10 0.066 after the generative stage,
 # 0.066 after 1 discriminative epoch (the previous default), 0.072 after 2 (0.070 with negatives from every image);
 # disc_lr 3e-4 and 1e-3 lowered valid Recall@10 by the second epoch (benchmarks/results/avg/README.md).
-# ltr_over=prefixes: the listwise loss over semantic voken prefixes (the paper's whole strings are an ablation row)
+# ltr_over=prefixes (listwise loss over the semantic voken prefixes) gained less than the paper's whole strings over
+# 3 seeds (benchmarks/results/avg/prefix-ltr/); set it to see both side by side
 DEFAULT = {"epochs": 12, "eval_every": 3, "patience": 2, "disc_epochs": 2, "batch_size": 128, "lr": 2e-3,
-           "negatives": 5, "ltr_over": "prefixes"}
+           "negatives": 5}
 QUICK = {"tower_epochs": 5, "epochs": 4, "eval_every": 2, "disc_epochs": 1, "d_model": 32, "layers": 1, "heads": 2,
-         "d_ff": 64, "batch_size": 32, "tower_batch": 64, "tower_hidden": 64, "tower_dim": 32, "ltr_over": "prefixes"}
+         "d_ff": 64, "batch_size": 32, "tower_batch": 64, "tower_hidden": 64, "tower_dim": 32}
 QUICK_SPEC = {"codebook_size": 16, "epochs": 20, "hidden_dims": [64]}
 
 
