@@ -323,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("settings", nargs="*", help="AVGConfig overrides key=value (epochs=30 disc_epochs=2 ...)")
     args = p.parse_args(argv)
     t_start = time.perf_counter()
+    commit = _git_commit()  # the code that runs: HEAD may move while a long run goes on
     seeds = args.seeds or [0] if args.quick else (args.seeds or [0, 1, 2])
     limit = args.limit or (300 if args.quick else None)
     encoder = args.encoder or ("pixels" if args.quick else "efficientnet-lite")
@@ -378,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
                     "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                     "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                     "load_average_at_end": os.getloadavg()},
-        "git_commit": _git_commit(),
+        "git_commit": commit,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - (time.perf_counter() - t_start))),
         "wall_seconds": round(time.perf_counter() - t_start, 1), "features_seconds": round(features_s, 1),
         "encoder": encoder, "seeds": seeds, "jobs": jobs, "config": cfg.to_dict(), "spec_overrides": spec_overrides,
