@@ -162,9 +162,9 @@ def run_seed(seed: int, task, base, embeddings, cfg: DSIConfig, out: Path, hk: d
     models = {"seq-ft": copy.deepcopy(atomic), "incdsi": copy.deepcopy(atomic),
               "l2p": prompt_model(copy.deepcopy(atomic), d0_texts, cfg, learn_keys=True, seed=seed),
               "promptdsi": prompt_model(copy.deepcopy(atomic), d0_texts, cfg, learn_keys=False, seed=seed),
-              "promptdsi+wa": prompt_model(copy.deepcopy(atomic), d0_texts, cfg, learn_keys=False, seed=seed),
               "promptdsi+wa+qt": prompt_model(copy.deepcopy(atomic), d0_texts, cfg, learn_keys=False, seed=seed,
                                               key_texts=d0_pairs["text"].tolist())}
+    models["promptdsi+wa"] = copy.deepcopy(models["promptdsi"])  # the same pool; only its steps differ
     aligned = dataclasses.replace(cfg, align_new_rows=True)
     step_cfg = {"l2p": cfg, "promptdsi": cfg, "promptdsi+wa": aligned, "promptdsi+wa+qt": aligned}
     cache = QueryCache(models["incdsi"], d0_pairs, cfg.incdsi_cache, seed)

@@ -138,7 +138,7 @@ def prompt_model(model: AtomicDSI, texts: list[str], cfg: DSIConfig, *, learn_ke
     training texts, documents and their training queries, put topics where queries lie too (not in the paper;
     ``benchmarks/prompt_keys.py`` measures the selection it gives)."""
     enc = model.encoder
-    features = enc.features(texts).numpy()
+    features = enc.features(texts).numpy() if cfg.center_keys or (not learn_keys and key_texts is None) else None
     center = torch.from_numpy(features.mean(0)) if cfg.center_keys else None
     if learn_keys:
         g = torch.Generator().manual_seed(seed)
