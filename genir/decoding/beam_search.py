@@ -19,6 +19,11 @@ the prefix index turns invalid codes into ``-inf`` with gathers on the model's d
 top ``beam_width`` of beams x candidates. At a CSR level the candidates of a beam are its ``max_branch`` children
 rather than all ``K_l`` codes (STATIC's idea), so the top-k runs over fewer entries than the unconstrained search.
 
+``end_code`` is for IDs of varying length padded to L with one code (an LLM's titles ending in EOS): a hypothesis
+that has written it is complete, the remaining levels repeat it at no cost (an ID's score is the probability of
+its codes up to and including the first end code, never of the padding), and the search stops calling the model
+once every live hypothesis is complete.
+
 ``exclude`` removes given items per query (a recommender's already-seen items) inside the search, not after it:
 a prefix whose every ID is excluded for that query gets ``-inf`` like an invalid one, so no beam is spent on it
 and the search still returns ``k`` items when the catalogue has ``k`` others. Filtering the beams afterwards, as
@@ -175,6 +180,7 @@ def constrained_beam_search(
     constrained: bool = True,
     score_dtype: torch.dtype = torch.float32,
     exclude: Sequence | torch.Tensor | None = None,
+    end_code: int | None = None,
 ) -> BeamSearchResult:
     """Top-``k`` semantic IDs per query by beam search over the L levels.
 
@@ -200,6 +206,9 @@ def constrained_beam_search(
             sequences, or a (B, T) int tensor. ``-1`` and ``N`` (``num_items``, the pad item histories are padded
             with) are padding and ignored; any other value outside ``[0, N)`` raises ValueError. Needs
             ``constrained``. The search then ranks the remaining IDs exactly as if the excluded ones did not exist.
+        end_code: the code that ends a variable-length ID (see the module docstring); the IDs in the index must
+            repeat it up to level L once written. Needs ``constrained``. Scores then equal :func:`exact_scores`
+            with the same ``end_code``.
 
     Returns:
         :class:`BeamSearchResult` with (B, k) tensors, best first; dead beams (``-inf``) come back as padding.
@@ -222,6 +231,12 @@ def constrained_beam_search(
         index = index.to(device)
     if exclude is not None and not constrained:
         raise ValueError("exclude needs the constrained search (an index)")
+    if end_code is not None:
+        if not constrained:
+            raise ValueError("end_code needs the constrained search (an index)")
+        if not 0 <= int(end_code) < min(layout.level_sizes):
+            raise ValueError(f"end_code {end_code} is not a code of every level (sizes {layout.level_sizes})")
+        end_code = int(end_code)
 
     num_levels, b = layout.num_levels, int(batch_size)
     inf = float("inf")
@@ -231,6 +246,7 @@ def constrained_beam_search(
     scores = None  # (B*width,)
     states = None  # (B*width,) depth-l index states
     exclusion = None
+    ended = None  # (B*width,) bool: the hypothesis has written end_code (its ID is complete)
     for level in range(num_levels):
         rows = b * width
         tokens = (
@@ -263,6 +279,10 @@ def constrained_beam_search(
             query = torch.arange(b, device=device).repeat_interleave(width)
             dead = exclusion.dead(query, index.child_states(states, level), level + 1)
             candidates = candidates.masked_fill(dead, -inf)
+        if ended is not None and bool(ended.any()):  # a complete ID only repeats end_code, at no cost
+            slot_codes = torch.arange(candidates.shape[1], device=device) if dense else child_codes
+            forced = torch.where((slot_codes == end_code) & torch.isfinite(candidates), 0.0, -inf)
+            candidates = torch.where(ended[:, None], forced.to(candidates.dtype), candidates)
         num_cand = candidates.shape[1]
         total = (scores[:, None] + candidates).view(b, width * num_cand)
         cap = index.num_states[level + 1] if constrained else int(np.prod(layout.level_sizes[: level + 1]))
@@ -281,9 +301,18 @@ def constrained_beam_search(
             states = states.masked_fill(~torch.isfinite(top_scores.flatten()), -1)
         history = torch.cat([history.index_select(0, source), code[:, None]], dim=1)
         scores = top_scores.flatten()
+        width = new_width
+        if end_code is not None:
+            ended = (code == end_code) if ended is None else ended.index_select(0, source) | (code == end_code)
+            if level + 1 < num_levels and bool((ended | ~torch.isfinite(scores)).all()):
+                # every live ID is complete: walk the padding through the index without the model
+                pad = torch.full_like(code, end_code)
+                for rest in range(level + 1, num_levels):
+                    states = index.advance(states, pad, rest)
+                    history = torch.cat([history, pad[:, None]], dim=1)
+                break
         if level + 1 < num_levels:
             cache = reorder(cache, source)
-        width = new_width
 
     if constrained:
         items = index.item_of(states)
@@ -322,6 +351,7 @@ def exact_scores(
     max_rows: int = 4096,
     score_dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
+    end_code: int | None = None,
 ) -> torch.Tensor:
     """Sequence log-probability of EVERY catalogue ID for every query, by teacher forcing: (B, N).
 
@@ -331,7 +361,8 @@ def exact_scores(
     state and must not modify it in place (true for the adapters in :mod:`genir.decoding.hf_adapters`).
     Scores use the same full-vocabulary log-softmax as :func:`constrained_beam_search`. ``layout`` is a
     :class:`CodeTokenLayout` or the level sizes (then base 0, and ``shared`` says whether the levels share one
-    block of code tokens; with a layout, ``shared`` if given must agree with it).
+    block of code tokens; with a layout, ``shared`` if given must agree with it). With ``end_code`` an ID's score
+    stops after its first end code (the padding after it counts nothing), as in :func:`constrained_beam_search`.
     """
     if isinstance(layout, CodeTokenLayout):
         layout = resolve_layout(layout, None, shared, "exact_scores")
@@ -352,10 +383,17 @@ def exact_scores(
         query_rows = torch.arange(b, device=dev).repeat_interleave(c)
         cache = reorder(init_state, query_rows)
         total = torch.zeros(b * c, dtype=score_dtype, device=dev)
+        counted = torch.ones(b * c, part.shape[1], dtype=torch.bool, device=dev)
+        if end_code is not None:  # levels after the first end code are padding
+            is_end = (part.to(dev) == int(end_code)).long()
+            counted = (is_end.cumsum(1) - is_end == 0).repeat(b, 1)
         for level in range(layout.num_levels):
+            if not bool(counted[:, level].any()):
+                break
             log_probs, cache = _step_log_probs(
                 step_fn, tokens[:, :level], cache, b * c, layout, score_dtype, dev
             )
-            total += log_probs.gather(1, tokens[:, level : level + 1]).squeeze(1)
+            step = log_probs.gather(1, tokens[:, level : level + 1]).squeeze(1)
+            total += torch.where(counted[:, level], step, torch.zeros_like(step))
         out.append(total.view(b, c))
     return torch.cat(out, dim=1)

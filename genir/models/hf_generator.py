@@ -64,11 +64,13 @@ class IdGenerator(nn.Module, metaclass=ABCMeta):
         code_base: token id of code 0 (default ``len(tokenizer)``: new code tokens after the text vocabulary).
             0 with ``shared=True`` when the codes ARE text token ids (an item's title tokens, as in BIGRec); the
             vocabulary is then not extended.
+        end_code: the code that ends a variable-length ID padded to L with it (EOS for titles): the codes after
+            its first occurrence are padding, left out of the loss and scored as nothing by the search.
     """
 
     def __init__(self, model, tokenizer, item_codes, level_sizes, *, shared: bool = False,
                  max_source_length: int = 64, beam_width: int = 20, resize: bool = True,
-                 code_base: int | None = None):
+                 code_base: int | None = None, end_code: int | None = None):
         super().__init__()
         if tokenizer.pad_token_id is None:
             raise ConfigError("Seq2SeqIdGenerator: the tokenizer has no pad token")
@@ -87,6 +89,7 @@ class IdGenerator(nn.Module, metaclass=ABCMeta):
         self.prefix = PrefixIndex.from_codes(codes.numpy(), list(level_sizes))
         self.max_source_length = max_source_length
         self.beam_width = beam_width
+        self.end_code = None if end_code is None else int(end_code)
 
     @property
     def num_items(self) -> int:
@@ -110,6 +113,18 @@ class IdGenerator(nn.Module, metaclass=ABCMeta):
 
     def _target_tokens(self, items: torch.Tensor) -> torch.Tensor:
         return self.layout.to_tokens(self.item_codes[items.to(self.item_codes.device)])  # (B, L)
+
+    def _counted(self, items: torch.Tensor) -> torch.Tensor:
+        """(B, L) bool: the target positions that are part of the ID (all but the padding after ``end_code``)."""
+        codes = self.item_codes[items.to(self.item_codes.device)]
+        if self.end_code is None:
+            return torch.ones_like(codes, dtype=torch.bool)
+        is_end = (codes == self.end_code).long()
+        return is_end.cumsum(1) - is_end == 0
+
+    def _labels(self, items: torch.Tensor) -> torch.Tensor:
+        """(B, L) target tokens with the padding after ``end_code`` set to -100 (ignored by the loss)."""
+        return self._target_tokens(items).masked_fill(~self._counted(items), -100)
 
     @abstractmethod
     def loss(self, batch) -> torch.Tensor:
@@ -190,11 +205,12 @@ class Seq2SeqIdGenerator(IdGenerator):
 
     def loss(self, batch) -> torch.Tensor:
         texts, items = batch
-        return self.model(**self._encode_texts(texts), labels=self._target_tokens(items)).loss
+        return self.model(**self._encode_texts(texts), labels=self._labels(items)).loss
 
     def _beam_search(self, inputs, beams):
         return beam_search_seq2seq(self.model, inputs["input_ids"], self.prefix, beams, beams,
-                                   attention_mask=inputs["attention_mask"], layout=self.layout)
+                                   attention_mask=inputs["attention_mask"], layout=self.layout,
+                                   end_code=self.end_code)
 
 
 class CausalLMIdGenerator(IdGenerator):
@@ -220,15 +236,20 @@ class CausalLMIdGenerator(IdGenerator):
 
     def loss(self, batch) -> torch.Tensor:
         model_inputs, width, target = self._teacher_forced(batch)
+        target = target.masked_fill(~self._counted(batch[1]), -100)
         labels = torch.cat([torch.full_like(model_inputs["input_ids"][:, :width], -100), target], dim=1)
         return self.model(**model_inputs, labels=labels).loss
 
     def example_losses(self, batch) -> torch.Tensor:
-        """(B,) each example's mean cross-entropy over its L code tokens (per-sample scores, e.g. DEALRec's)."""
+        """(B,) each example's mean cross-entropy over the code tokens of its ID (per-sample scores, e.g.
+        DEALRec's); the padding after ``end_code`` is left out."""
         model_inputs, width, target = self._teacher_forced(batch)
         logits = self.model(**model_inputs).logits[:, width - 1:-1]  # the positions that predict the targets
-        return torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none").mean(1)
+        counted = self._counted(batch[1]).to(logits.dtype)
+        ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none")
+        return (ce * counted).sum(1) / counted.sum(1)
 
     def _beam_search(self, inputs, beams):
         return beam_search_causal_lm(self.model, inputs["input_ids"], self.prefix, beams, beams,
-                                     attention_mask=inputs["attention_mask"], layout=self.layout)
+                                     attention_mask=inputs["attention_mask"], layout=self.layout,
+                                     end_code=self.end_code)

@@ -63,8 +63,11 @@ def test_bigrec_trains_and_ranks_only_new_catalogue_items(tmp_path):
     assert l2.shape == (3, split.num_items) and torch.isfinite(l2).all()
 
 
-def test_example_losses_average_to_the_training_loss():
+def test_losses_count_a_title_and_its_first_eos_never_the_padding():
+    """Titles of different lengths: an example's loss is the mean cross-entropy over its title tokens and first
+    EOS, and the training loss is the token mean over the batch (the EOS padding counts in neither)."""
     titles = movie_titles(12)
+    titles[6], titles[7], titles[8] = "red", "red blue green night day river", "star war (1990)"
     from genir.methods.dealrec.bigrec import PROMPT_HEAD, PROMPT_TAIL
 
     tok = word_tokenizer(titles + [PROMPT_HEAD + PROMPT_TAIL, "[2]"])
@@ -72,8 +75,18 @@ def test_example_losses_average_to_the_training_loss():
     batch = rec.collate(list(rec.pairs([[0, 1], [2], [3, 4, 5]], [6, 7, 8])))
     per_example = rec.example_losses(batch)
     assert per_example.shape == (3,) and len(set(per_example.tolist())) == 3
-    # every target has the same number of code tokens, so the token mean is the mean of the example means
-    torch.testing.assert_close(per_example.mean(), rec.loss(batch))
+    sums, counts = [], []
+    for text, item in zip(*batch):  # one example at a time, the title cut after its first EOS
+        row = rec.item_codes[item].tolist()
+        title = torch.tensor([row[:row.index(tok.eos_token_id) + 1]])
+        prompt = rec._encode_texts([text])["input_ids"]
+        logits = rec.model(input_ids=torch.cat([prompt, title], 1)).logits[0, prompt.shape[1] - 1:-1]
+        ce = torch.nn.functional.cross_entropy(logits, title[0], reduction="sum")
+        sums.append(ce)
+        counts.append(title.shape[1])
+    assert len(set(counts)) == 3 and max(counts) < rec.item_codes.shape[1]
+    torch.testing.assert_close(per_example, torch.stack(sums) / torch.tensor(counts, dtype=torch.float32))
+    torch.testing.assert_close(rec.loss(batch), torch.stack(sums).sum() / sum(counts))
 
 
 def test_effort_with_backward_cut_at_the_last_lora_block_equals_the_full_backward():

@@ -352,3 +352,81 @@ def test_exclude_rejects_out_of_range_values_but_accepts_padding():
         search([[9, 10, 11], [0]])
     with pytest.raises(ValueError, match="integer"):
         search(torch.tensor([[0.0], [1.0]]))
+
+
+def padded_catalogue(rng: np.random.Generator, sizes, n: int, end: int) -> np.ndarray:
+    """Distinct variable-length IDs: random rows cut after their first ``end`` code and padded with it."""
+    rows = random_catalogue(rng, sizes, n)
+    is_end = (rows == end).astype(np.int64)
+    rows = np.where(np.cumsum(is_end, axis=1) - is_end > 0, end, rows)
+    return np.unique(rows, axis=0)[rng.permutation(len(np.unique(rows, axis=0)))]
+
+
+def scores_to_first_end(model, batch: int, codes: np.ndarray, layout: CodeTokenLayout, end: int) -> torch.Tensor:
+    """Brute force, one ID at a time: the sum of the model's log-probabilities of an ID's codes up to and
+    including its first ``end`` code (the whole ID when it has none)."""
+    out = torch.zeros(batch, len(codes), dtype=torch.float64)
+    for j, row in enumerate(codes.tolist()):
+        stop = row.index(end) + 1 if end in row else len(row)
+        tokens = layout.to_tokens(torch.tensor([row] * batch))
+        cache = model.init_state(batch)
+        for level in range(stop):
+            logits, cache = model(tokens[:, :level], cache)
+            lp = torch.log_softmax(logits.double(), dim=-1)
+            out[:, j] += lp[:, int(tokens[0, level])]
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(problems, st.data())
+def test_end_code_scores_ids_up_to_their_end_and_enough_beams_is_exact(spec, data):
+    """With end_code the padding after an ID's end counts nothing: exact_scores and the beam search (beams >= N)
+    both equal a one-ID-at-a-time brute force that stops at the first end code."""
+    sizes, n, batch, base, seed = spec
+    rng = np.random.default_rng(seed)
+    end = data.draw(st.integers(0, min(sizes) - 1))
+    codes = padded_catalogue(rng, sizes, n, end)
+    layout = CodeTokenLayout(sizes, base)
+    dense = data.draw(st.one_of(st.none(), st.integers(0, len(sizes))))
+    index = PrefixIndex.from_codes(codes, sizes, dense_levels=dense)
+    model = TinyGRUStep(layout.vocab_end + 2, seed=seed % 1000)
+    brute = scores_to_first_end(model, batch, codes, layout, end)
+    exact = exact_scores(model, model.init_state(batch), batch, codes, layout, end_code=end,
+                         max_rows=data.draw(st.sampled_from([1, 7, 64])))
+    assert torch.allclose(exact, brute, atol=1e-9)
+    k = data.draw(st.integers(1, len(codes)))
+    result = constrained_beam_search(model, model.init_state(batch), batch, index, len(codes), k, layout=layout,
+                                     score_dtype=torch.float64, end_code=end)
+    assert_is_top_k(result, brute, codes, k)
+
+
+def test_end_code_stops_calling_the_model_once_every_beam_has_ended():
+    """IDs that all end by level 1 of 4: two model calls instead of four, same ranking as the brute force."""
+    sizes, end = [3, 3, 3, 3], 0
+    codes = np.array([[0, 0, 0, 0], [1, 0, 0, 0], [2, 0, 0, 0], [1, 1, 0, 0]])
+    layout = CodeTokenLayout(sizes, base=1)
+    index = PrefixIndex.from_codes(codes, sizes)
+    model = TinyGRUStep(layout.vocab_end, seed=3)
+    result = constrained_beam_search(model, model.init_state(2), 2, index, 3, 3, layout=layout,
+                                     score_dtype=torch.float64, end_code=end)
+    # [1, 1, 0, 0] needs level 2, but with 3 beams it may or may not survive: the calls stop at the first level
+    # where every kept beam has ended
+    assert model.calls <= 3
+    brute = scores_to_first_end(TinyGRUStep(layout.vocab_end, seed=3), 2, codes, layout, end)
+    for q, hits in enumerate(result.to_lists()):
+        for item, _, score in hits:
+            assert score == pytest.approx(float(brute[q, item]), abs=1e-9)
+    short = codes[:3]
+    model = TinyGRUStep(layout.vocab_end, seed=3)
+    constrained_beam_search(model, model.init_state(2), 2, PrefixIndex.from_codes(short, sizes), 3, 3,
+                            layout=layout, end_code=end)
+    assert model.calls == 2
+
+
+def test_end_code_argument_errors():
+    index = PrefixIndex.from_codes(np.array([[0, 1]]), [2, 3])
+    model = TinyGRUStep(6)
+    with pytest.raises(ValueError, match="every level"):
+        constrained_beam_search(model, model.init_state(1), 1, index, 2, end_code=2)
+    with pytest.raises(ValueError, match="constrained"):
+        constrained_beam_search(model, model.init_state(1), 1, index, 2, constrained=False, end_code=0)

@@ -4,7 +4,10 @@ user's recent item titles, the causal LM writes the next title.
 **Grounding by the shared decoder** (this project's choice): every catalogue title, as the LM's own tokens plus
 EOS and padded with EOS to one length, is a row of the prefix index, so the constrained beam search can only write
 existing titles, with the user's history excluded inside the search; the beams' log-probabilities rank the items
-for the full-ranking evaluator like every other generative method here. BIGRec's own grounding (embed the free
+for the full-ranking evaluator like every other generative method here. EOS is the index's end code: a title's
+score is the probability of its tokens and its first EOS, the padding counts neither in the loss nor in the
+ranking (scoring it would favour long titles, which carry less padding), and the search stops once every beam
+has ended. BIGRec's own grounding (embed the free
 generation and every title with the base LM, rank by L2 distance) is :func:`l2_grounding_scores`, the ablation.
 
 Titles that tokenize identically (MovieLens-100K lists a few films twice under two ids) cannot be told apart by
@@ -78,7 +81,8 @@ class BIGRec(CausalLMIdGenerator):
         vocab = model.get_input_embeddings().num_embeddings
         tokenizer.truncation_side = "left"  # a long prompt loses its oldest titles, never the question
         super().__init__(model, tokenizer, codes, [vocab] * codes.shape[1], shared=True, code_base=0,
-                         max_source_length=max_prompt_tokens, beam_width=beam_width)
+                         max_source_length=max_prompt_tokens, beam_width=beam_width,
+                         end_code=tokenizer.eos_token_id)
         self.titles = [str(t) for t in titles]
         self.max_history = int(max_history)
 
@@ -105,7 +109,8 @@ class BIGRec(CausalLMIdGenerator):
         beams = min(self.num_items, self.beam_width)
         result = beam_search_causal_lm(self.model, inputs["input_ids"], self.prefix, beams, beams,
                                        attention_mask=inputs["attention_mask"], layout=self.layout,
-                                       exclude=history.where(history < self.num_items, -1))
+                                       exclude=history.where(history < self.num_items, -1),
+                                       end_code=self.end_code)
         valid = result.valid
         if not (result.codes[valid] == self.item_codes[result.items[valid]].to(result.codes)).all():
             raise RuntimeError("BIGRec: the constrained search returned a title that is not its item's")
