@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
+import os
 import sys
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -28,17 +31,20 @@ import torch
 
 from genir.atomic import atomic_write, write_json
 from genir.data import leave_one_out, load_dataset
+from genir.experiment import worker_pool
 from genir.methods.dealrec.bigrec import BIGRec, l2_grounding_scores, title_states
 from genir.methods.dealrec.procedure import (
     ARMS,
     DEALRecConfig,
+    effort_scores,
     eval_users,
     evaluate,
     finetune,
+    for_inference,
     item_titles,
     sample_pool,
-    score_pool,
     select,
+    surrogate_scores,
     train_surrogate,
 )
 from genir.runs import environment
@@ -77,11 +83,15 @@ def markdown(results: dict) -> str:
               f"test users: {results['eval_users']}; seeds {results['seeds']}; total {results['seconds']:.0f} s"), "",
              "| system | samples | NDCG@10 | Recall@10 | NDCG@20 | Recall@20 | fine-tune s | s/user | seeds |",
              "|" + " --- |" * 9]
-    for label, runs in results["rows"].items():
+    for label, runs in {**results["rows"], **results.get("published", {})}.items():
         cells = [mean_std([r["metrics"][m] for r in runs]) for m in METRICS]
         ft = np.mean([r.get("finetune_seconds", 0.0) for r in runs])
+        per_user = np.mean([r.get("seconds_per_user", np.nan) for r in runs])
         lines.append(f"| {label} | {runs[0].get('samples', '-')} | " + " | ".join(cells) +
-                     f" | {ft:.0f} | {np.mean([r['seconds_per_user'] for r in runs]):.2f} | {len(runs)} |")
+                     f" | {ft:.0f} | {'-' if np.isnan(per_user) else f'{per_user:.2f}'} | {len(runs)} |")
+    if results.get("published"):
+        lines += ["", (f"The last rows are not from this run: the tuned SASRec and TIGER of `{PUBLISHED}` on the same "
+                  "leave-one-out protocol over all test users (seeds 2020-2022), for where an LLM recommender stands.")]
     lines += ["", "Scoring cost (s): " + ", ".join(f"{k} {v:.1f}" for k, v in results["score_seconds"].items()), ""]
     t = results["time"]
     lines.append(f"DEALRec total (influence + effort + fine-tuning at {c['budget']:.0%}): {t['dealrec_total']:.0f} s; "
@@ -104,7 +114,7 @@ def plot(results: dict, path: Path) -> None:
     a.set_xlabel("test NDCG@10 (mean ± std over seeds)")
     a.invert_yaxis()
     for arm, style in (("dealrec", "o-"), ("random", "s--")):
-        pts = sorted((s, np.mean(v)) for s, v in results["sweep"].get(arm, {}).items())
+        pts = sorted((float(s), np.mean(v)) for s, v in results["sweep"].get(arm, {}).items())
         if pts:
             b.plot([p[0] * 100 for p in pts], [p[1] for p in pts], style, label=arm)
     b.set_xlabel("budget (% of the pool)")
@@ -115,82 +125,189 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+PUBLISHED = "benchmarks/results/mmgrec/fp32-d_ff256/results.json"
+
+
+def published_rows(dataset: str) -> dict[str, list]:
+    """SASRec and TIGER as committed by the MMGRec recipe (same protocol, all test users), when on MovieLens-100K."""
+    path = Path(__file__).resolve().parents[1] / PUBLISHED
+    if dataset != "ml-100k" or not path.is_file():
+        return {}
+    runs = json.loads(path.read_text())["runs"]
+    names = {"sasrec": "SASRec (tuned, committed MMGRec run)", "tiger": "TIGER (committed MMGRec run)"}
+    return {label: [{"seed": r["seed"], "samples": "all", "metrics": r["test"], "users": "all"} for r in runs[key]]
+            for key, label in names.items() if key in runs}
+
+
+# -- the work, as tasks a worker process (or this one) runs ----------------------------------------------------------
+_CONTEXT: dict = {}  # per process: the data and the LLM every task of one run needs, built once
+
+
+def context(spec: dict) -> dict:
+    """The split, titles, sample pool, test users and config of a run ``spec``, built once per process."""
+    key = json.dumps(spec, sort_keys=True)
+    if key not in _CONTEXT:
+        cfg = DEALRecConfig.from_dict(spec["config"])
+        split = leave_one_out(load_dataset(spec["dataset"]))
+        _CONTEXT.clear()
+        _CONTEXT[key] = {"cfg": cfg, "split": split, "titles": item_titles(split),
+                         "pool": sample_pool(split, cfg, seed=0), "users": eval_users(split, cfg, seed=0)}
+    return _CONTEXT[key]
+
+
+def llm_of(spec: dict):
+    """The frozen base LLM and tokenizer of ``spec``, loaded once per process."""
+    ctx = context(spec)
+    if "llm" not in ctx:
+        llm, tok = load_llm(spec["llm"], spec["quick"], ctx["titles"])
+        ctx["llm"] = (llm.requires_grad_(False), tok)
+    return ctx["llm"]
+
+
+def task_effort(spec: dict, rows: np.ndarray, seed: int, threads: int | None) -> tuple[np.ndarray, float]:
+    """Effort scores of the pool ``rows`` (any split of the pool gives the same scores) and their seconds."""
+    if threads:
+        torch.set_num_threads(threads)
+    ctx = context(spec)
+    llm, tok = llm_of(spec)
+    return effort_scores(llm, tok, ctx["titles"], ctx["pool"], rows, ctx["cfg"], seed, progress=spec["progress"])
+
+
+def _entry(ctx: dict, rec, seconds: float, samples, seed: int, history=()) -> dict:
+    metrics, per_user = evaluate(lambda b: rec.full_scores(b), ctx["split"], ctx["users"])
+    return {"seed": seed, "samples": samples, "metrics": metrics, "finetune_seconds": round(seconds, 1),
+            "seconds_per_user": per_user, "loss": [h.get("loss") for h in history]}
+
+
+def task_zero_shot(spec: dict, threads: int | None) -> list[tuple[str, dict]]:
+    """The LLM as it ships, ranking through the constrained decoder."""
+    if threads:
+        torch.set_num_threads(threads)
+    ctx = context(spec)
+    llm, tok = llm_of(spec)
+    cfg = ctx["cfg"]
+    rec = BIGRec(copy.deepcopy(llm), tok, ctx["titles"], max_history=cfg.max_history, beam_width=cfg.beam_width,
+                 max_title_tokens=cfg.max_title_tokens)
+    entry = _entry(ctx, rec, 0.0, 0, spec["seeds"][0])
+    entry["duplicate_titles"] = rec.duplicate_titles  # titles given a " [2]" suffix to stay apart
+    return [("LLM zero-shot (no fine-tuning)", entry)]
+
+
+def task_finetune(spec: dict, label: str, kept: np.ndarray, seed: int, l2_label: str | None,
+                  threads: int | None) -> list[tuple[str, dict]]:
+    """Fine-tune on the pool rows ``kept`` and rank the test users (with the adapter merged); with ``l2_label``
+    the same model is also ranked by BIGRec's L2 grounding."""
+    if threads:
+        torch.set_num_threads(threads)
+    ctx = context(spec)
+    llm, tok = llm_of(spec)
+    rec, seconds, history = finetune(llm, tok, ctx["titles"], ctx["pool"], kept, ctx["cfg"], seed, spec["progress"])
+    entry = _entry(ctx, for_inference(rec), seconds, len(kept), seed, history)
+    print(f"{label} seed {seed}: NDCG@10 {entry['metrics']['ndcg@10']:.4f} Recall@10 "
+          f"{entry['metrics']['recall@10']:.4f} ({len(kept)} samples, fine-tune {seconds:.0f} s)", flush=True)
+    out = [(label, entry)]
+    if l2_label is not None:  # BIGRec's own grounding (free generation + L2 to every title), same model
+        states = title_states(rec)
+        metrics, per_user = evaluate(lambda b: l2_grounding_scores(rec, b, states), ctx["split"], ctx["users"])
+        out.append((l2_label, {"seed": seed, "samples": len(kept), "metrics": metrics, "seconds_per_user": per_user,
+                               "finetune_seconds": round(seconds, 1)}))
+    return out
+
+
+class InProcess:
+    """The executor of ``--jobs 1``: every task runs here, when submitted."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def submit(self, fn, *args) -> Future:
+        future = Future()
+        future.set_result(fn(*args))
+        return future
+
+
 def run(args) -> dict:
     t_start = time.perf_counter()
     cfg = DEALRecConfig.from_dict({**(QUICK if args.quick else {}), **dict(kv.split("=", 1) for kv in args.set)},
                                   source="--set", coerce=True)
-    progress = not args.no_progress
-    split = leave_one_out(load_dataset(args.dataset))
-    titles = item_titles(split)
-    pool = sample_pool(split, cfg, seed=0)
-    budget = max(1, round(cfg.budget * len(pool)))
-    users = eval_users(split, cfg, seed=0)
-    llm, tok = load_llm(args.llm, args.quick, titles)
-    llm.requires_grad_(False)
     seeds = args.seeds
-    rows: dict[str, list] = {}
-    sweep: dict[str, dict] = {"dealrec": {}, "random": {}}
+    jobs = max(1, args.jobs or os.cpu_count() or 1)
+    spec = {"config": cfg.to_dict(), "dataset": args.dataset, "llm": args.llm, "quick": args.quick,
+            "progress": not args.no_progress and jobs == 1, "seeds": seeds}
+    ctx = context(spec)
+    split, pool, users = ctx["split"], ctx["pool"], ctx["users"]
+    budget = max(1, round(cfg.budget * len(pool)))
+    threads = 1 if jobs > 1 else None  # workers of one torch thread each; this process keeps one for the surrogate
+    if jobs > 1:
+        torch.set_num_threads(1)
+    ft_seconds = {"effort": 0.0}
+    # the plan: (label, arm, share, seed, with L2 grounding); the table keeps this order
+    plan = [(f"{arm} {cfg.budget:.0%}", arm, cfg.budget, seed, arm == "dealrec" and seed == seeds[0])
+            for seed in seeds for arm in (ARMS if seed == seeds[0] else ("dealrec", "random"))]
+    plan += [(f"{arm} {share:.0%}", arm, share, seeds[0], False) for share in args.sweep
+             for arm in ("dealrec", "random")]
+    plan.append((f"random {args.reference_share:.0%} (more-data reference)", "random", args.reference_share,
+                 seeds[0], False))
+    l2_label = f"dealrec {cfg.budget:.0%}, L2 grounding (BIGRec's)"
 
-    def record(label, rec, ft_seconds, samples, seed, history=()):
-        metrics, per_user = evaluate(lambda b: rec.full_scores(b), split, users)
-        entry = {"seed": seed, "samples": samples, "metrics": metrics, "finetune_seconds": round(ft_seconds, 1),
-                 "seconds_per_user": per_user, "loss": [h.get("loss") for h in history]}
-        rows.setdefault(label, []).append(entry)
-        print(f"{label} seed {seed}: NDCG@10 {metrics['ndcg@10']:.4f} Recall@10 {metrics['recall@10']:.4f} "
-              f"({samples} samples, fine-tune {ft_seconds:.0f} s)", flush=True)
-        return entry
+    def size(share: float) -> int:
+        return max(1, round(share * len(pool)))
 
-    surrogate, surrogate_seconds = train_surrogate(split, cfg, seed=seeds[0], progress=progress)
-    metrics, per_user = evaluate(lambda b: surrogate.full_scores(b), split, users, batch_size=256)
-    rows["SASRec (surrogate, all training data)"] = [{"seed": seeds[0], "samples": "all", "metrics": metrics,
-                                                     "seconds_per_user": per_user}]
-    zero = BIGRec(copy.deepcopy(llm), tok, titles, max_history=cfg.max_history, beam_width=cfg.beam_width,
-                  max_title_tokens=cfg.max_title_tokens)
-    record("LLM zero-shot (no fine-tuning)", zero, 0.0, 0, seeds[0])
-    del zero
+    with worker_pool(jobs) if jobs > 1 else InProcess() as ex:
+        chunks = [c for c in np.array_split(np.arange(len(pool)), jobs) if len(c)]
+        effort_futures = [ex.submit(task_effort, spec, rows, seeds[0], threads) for rows in chunks]
+        futures = [ex.submit(task_zero_shot, spec, threads)]
+        # the arms that need no score start now, the largest first, while this process scores with the surrogate
+        free = sorted((p for p in plan if p[1] == "random"), key=lambda p: -p[2])
+        for label, arm, share, seed, l2 in free:
+            kept = select(arm, {"influence": np.zeros(len(pool))}, size(share), cfg, seed)
+            futures.append(ex.submit(task_finetune, spec, label, kept, seed, l2_label if l2 else None, threads))
+        surrogate, surrogate_seconds = train_surrogate(split, cfg, seed=seeds[0], progress=spec["progress"])
+        surrogate_rows = {}
+        for name, who in (("same test users", users), ("all test users", split.eval_users("test"))):
+            metrics, per_user = evaluate(lambda b: surrogate.full_scores(b), split, who, batch_size=256)
+            surrogate_rows[f"SASRec (surrogate, all training data; {name})"] = [
+                {"seed": seeds[0], "samples": "all", "metrics": metrics, "seconds_per_user": per_user,
+                 "users": len(who)}]
+        scores, score_seconds = surrogate_scores(pool, surrogate, cfg, seed=seeds[0], progress=spec["progress"])
+        effort = np.empty(len(pool))
+        for rows, future in zip(chunks, effort_futures):
+            effort[rows], seconds = future.result()
+            ft_seconds["effort"] += seconds
+        scores["effort"] = effort
+        score_seconds["effort"] = ft_seconds["effort"]
+        scored = sorted((p for p in plan if p[1] != "random"), key=lambda p: -p[2])
+        for label, arm, share, seed, l2 in scored:
+            kept = select(arm, scores, size(share), cfg, seed)
+            futures.append(ex.submit(task_finetune, spec, label, kept, seed, l2_label if l2 else None, threads))
+        done = [pair for f in futures for pair in f.result()]
+    order = ["LLM zero-shot (no fine-tuning)"] + [p[0] for p in plan] + [l2_label]
+    rows: dict[str, list] = dict(surrogate_rows)
+    for label in dict.fromkeys(order):
+        rows[label] = sorted((e for lab, e in done if lab == label), key=lambda e: seeds.index(e["seed"]))
+    sweep = {arm: {str(share): [e["metrics"]["ndcg@10"] for e in rows[f"{arm} {share:.0%}"]]
+                   for share in sorted({p[2] for p in plan if p[1] == arm and "reference" not in p[0]})}
+             for arm in ("dealrec", "random")}  # test NDCG@10 per budget share, for the plot
 
-    scores, score_seconds = score_pool(pool, surrogate, llm, tok, titles, cfg, seed=seeds[0], progress=progress)
-    first_dealrec = None
-    for seed in seeds:
-        for arm in ARMS if seed == seeds[0] else ("dealrec", "random"):
-            kept = select(arm, scores, budget, cfg, seed)
-            rec, seconds, history = finetune(llm, tok, titles, pool, kept, cfg, seed, progress)
-            entry = record(f"{arm} {cfg.budget:.0%}", rec, seconds, len(kept), seed, history)
-            if arm in sweep:
-                sweep[arm].setdefault(cfg.budget, []).append(entry["metrics"]["ndcg@10"])
-            if arm == "dealrec" and first_dealrec is None:
-                first_dealrec, dealrec_ft = rec, seconds
-            else:
-                del rec
-    for share in args.sweep:
-        for arm, points in sweep.items():
-            kept = select(arm, scores, max(1, round(share * len(pool))), cfg, seeds[0])
-            rec, seconds, history = finetune(llm, tok, titles, pool, kept, cfg, seeds[0], progress)
-            entry = record(f"{arm} {share:.0%}", rec, seconds, len(kept), seeds[0], history)
-            points.setdefault(share, []).append(entry["metrics"]["ndcg@10"])
-            del rec
-    kept = select("random", scores, max(1, round(args.reference_share * len(pool))), cfg, seeds[0])
-    rec, reference_seconds, history = finetune(llm, tok, titles, pool, kept, cfg, seeds[0], progress)
-    record(f"random {args.reference_share:.0%} (more-data reference)", rec, reference_seconds, len(kept), seeds[0],
-           history)
-    del rec
+    def first(label: str) -> dict:
+        return next(e for e in rows[label] if e["seed"] == seeds[0])
 
-    # BIGRec's own grounding (free generation + L2 to every title) on the same DEALRec model
-    states = title_states(first_dealrec)
-    metrics, per_user = evaluate(lambda b: l2_grounding_scores(first_dealrec, b, states), split, users)
-    rows[f"dealrec {cfg.budget:.0%}, L2 grounding (BIGRec's)"] = [{"seed": seeds[0], "samples": budget,
-                                                                   "metrics": metrics, "seconds_per_user": per_user}]
+    reference = first(plan[-1][0])
     return {
         "command": "python recipes/dealrec.py " + " ".join(args.argv), "machine": environment(),
         "dataset": args.dataset, "llm": args.llm or ("tiny random Llama (not pretrained)" if args.quick else
                                                      "SmolLM2-135M-Instruct (pretrained, GGUF Q4_1)"),
-        "config": cfg.to_dict(), "seeds": seeds, "budget_samples": budget, "eval_users": len(users),
-        "reference_share": args.reference_share, "rows": rows, "sweep": {a: {str(k): v for k, v in s.items()}
-                                                                       for a, s in sweep.items()},
+        "duplicate_titles": rows["LLM zero-shot (no fine-tuning)"][0]["duplicate_titles"],
+        "config": cfg.to_dict(), "seeds": seeds, "jobs": jobs, "budget_samples": budget, "eval_users": len(users),
+        "reference_share": args.reference_share, "rows": rows, "sweep": sweep,
+        "published": published_rows(args.dataset),
         "score_seconds": {"surrogate training": surrogate_seconds, **score_seconds},
-        "time": {"dealrec_total": score_seconds["influence"] + score_seconds["effort"] + dealrec_ft,
-                 "reference": reference_seconds},
-        "duplicate_titles": first_dealrec.duplicate_titles,
+        "time": {"dealrec_total": score_seconds["influence"] + score_seconds["effort"]
+                 + first(f"dealrec {cfg.budget:.0%}")["finetune_seconds"],
+                 "reference": reference["finetune_seconds"]},
         "seconds": time.perf_counter() - t_start,
     }
 
@@ -207,7 +324,9 @@ def main(argv=None) -> int:
                    "more-data reference (the whole pool on a GPU)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="DEALRecConfig fields")
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--jobs", type=int, default=None, help="worker processes of one torch thread each for the "
+                   "LLM work (default: the CPU count; 1 = everything in this process)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads with --jobs 1")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)

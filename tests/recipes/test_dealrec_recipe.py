@@ -19,7 +19,8 @@ def test_dealrec_quick(tmp_path):
     from genir.methods.dealrec.procedure import ARMS
 
     out = tmp_path / "run"
-    assert dealrec.main(["--quick", "--seeds", "0", "--sweep", "", "--no-progress", "--out", str(out),
+    # two worker processes, as the default run on two cores: the effort pool is split between them
+    assert dealrec.main(["--quick", "--seeds", "0", "--sweep", "", "--no-progress", "--out", str(out), "--jobs", "2",
                          "--set", "surrogate_epochs=1"]) == 0
     results = json.loads((out / "results.json").read_text())
     rows = results["rows"]
@@ -30,5 +31,8 @@ def test_dealrec_quick(tmp_path):
         assert 0.0 <= run["metrics"]["ndcg@10"] <= 1.0
     assert "dealrec 10%, L2 grounding (BIGRec's)" in rows and "LLM zero-shot (no fine-tuning)" in rows
     assert set(results["score_seconds"]) >= {"influence", "effort", "el2n", "grand"}
+    assert results["jobs"] == 2 and len(rows["LLM zero-shot (no fine-tuning)"]) == 1
+    assert {"SASRec (surrogate, all training data; same test users)",
+            "SASRec (surrogate, all training data; all test users)"} <= set(rows)
     assert (out / "results.md").read_text().startswith("# DEALRec")
     assert (out / "results.png").stat().st_size > 0

@@ -85,6 +85,7 @@ class BIGRec(CausalLMIdGenerator):
                          end_code=tokenizer.eos_token_id)
         self.titles = [str(t) for t in titles]
         self.max_history = int(max_history)
+        self.max_title_tokens = int(max_title_tokens)
 
     def prompt(self, history: Sequence[int]) -> str:
         """The prompt for a history of internal item ids (oldest first; padding ``>= num_items`` dropped)."""
