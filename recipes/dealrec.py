@@ -5,12 +5,17 @@ and rank the catalogue with the shared constrained decoder.
     python recipes/dealrec.py                  # default CPU-sized run (see DEALRecConfig and the README)
     python recipes/dealrec.py --quick          # tiny random Llama, tiny pool: the smoke run of the tests
     python recipes/dealrec.py --llm PATH       # any HF causal LM folder, .gguf file or local hub name
+    python recipes/dealrec.py --jobs 1         # everything in this process (default: a worker per CPU core)
 
 Same pool, same budget, same fine-tuning for every arm: DEALRec (influence + lambda * effort, coverage sampling),
 random, influence only, effort only, GraNd (highest surrogate gradient norms) and CCS (coverage sampling on EL2N);
 DEALRec and random over every seed, the others on the first seed; a budget sweep (1% / 4%) of DEALRec and random;
 a large random share as the "more data" reference; the zero-shot LLM; the SASRec surrogate on the same test users;
-and BIGRec's L2 grounding against the constrained decoder on the first seed's DEALRec model.
+and BIGRec's L2 grounding against the constrained decoder on the first seed's DEALRec model. The committed
+SASRec and TIGER of the MMGRec recipe (same protocol, all test users) close the table.
+
+The LLM work (effort scores, fine-tuning, ranking) runs as tasks in ``--jobs`` spawned worker processes of one
+torch thread each; each task seeds itself, so the numbers do not depend on ``--jobs``.
 
 Writes ``results.json``, ``results.md`` and ``results.png`` into ``--out`` (default ``runs/dealrec/<time>``).
 """
