@@ -25,9 +25,10 @@ def test_avg_quick_writes_tables_json_and_pictures(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     monkeypatch.setenv("GENIR_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
-    # with the listwise loss over voken prefixes, so that every row runs (the paper's whole strings as an ablation)
-    assert avg.main(["--quick", "--limit", "150", "--out", str(out), "--no-progress", "ltr_over=prefixes"]) == 0
+    # the default listwise loss over voken prefixes: every row runs (the paper's whole strings as an ablation)
+    assert avg.main(["--quick", "--limit", "150", "--out", str(out), "--no-progress"]) == 0
     res = json.loads((out / "results.json").read_text())
+    assert res["config"]["ltr_over"] == "prefixes"
     seed = res["seeds_detail"]["0"]
     assert set(seed["systems"]) == set(avg.SYSTEMS)
     # the generative loss falls, and every voken string the constrained beams return is an indexed image
