@@ -269,20 +269,22 @@ def constrained_beam_search(
         if not constrained:
             candidates = columns
         elif dense:
-            candidates = torch.where(index.allowed(states, level), columns, -inf)
+            valid = index.allowed(states, level)
+            candidates = torch.where(valid, columns, -inf)
         else:
-            child_codes, child_valid = index.children(states, level)  # (R, C)
-            candidates = columns.gather(1, child_codes).masked_fill_(~child_valid, -inf)
+            child_codes, valid = index.children(states, level)  # (R, C)
+            candidates = columns.gather(1, child_codes).masked_fill_(~valid, -inf)
         if exclude is not None:
             if exclusion is None:
                 exclusion = _Exclusion(index.to(device), exclude, b, device)
             query = torch.arange(b, device=device).repeat_interleave(width)
             dead = exclusion.dead(query, index.child_states(states, level), level + 1)
             candidates = candidates.masked_fill(dead, -inf)
+            valid = valid & ~dead
         if ended is not None and bool(ended.any()):  # a complete ID only repeats end_code, at no cost
             slot_codes = torch.arange(candidates.shape[1], device=device) if dense else child_codes
-            forced = torch.where((slot_codes == end_code) & torch.isfinite(candidates), 0.0, -inf)
-            candidates = torch.where(ended[:, None], forced.to(candidates.dtype), candidates)
+            forced = torch.zeros_like(candidates).masked_fill_(~((slot_codes == end_code) & valid), -inf)
+            candidates = torch.where(ended[:, None], forced, candidates)
         num_cand = candidates.shape[1]
         total = (scores[:, None] + candidates).view(b, width * num_cand)
         cap = index.num_states[level + 1] if constrained else int(np.prod(layout.level_sizes[: level + 1]))
