@@ -113,3 +113,28 @@ def test_effort_with_backward_cut_at_the_last_lora_block_equals_the_full_backwar
         norms.append(linear_grad_norms(answer_losses(rec, pairs), linears, len(pool), batch_size=4))
     assert np.all(norms[0] > 0)
     np.testing.assert_allclose(norms[1], norms[0], rtol=1e-4)
+
+
+def test_merged_adapter_ranks_as_the_peft_model():
+    """for_inference merges the LoRA adapter into the weights: the same items with the same scores."""
+    from genir.llm import add_lora
+    from genir.methods.dealrec.bigrec import PROMPT_HEAD, PROMPT_TAIL
+    from genir.methods.dealrec.procedure import for_inference
+
+    split = leave_one_out(Dataset.from_frames("tiny", make_inter(n_users=10, n_items=20, per_user=6)))
+    titles = movie_titles(split.num_items)
+    tok = word_tokenizer(titles + [PROMPT_HEAD + PROMPT_TAIL, "[2]"])
+    torch.manual_seed(0)
+    rec = BIGRec(add_lora(tiny_llama(tok)), tok, titles, max_history=3, beam_width=5)
+    with torch.no_grad():  # a trained-looking adapter: B is zero at the start
+        for name, p in rec.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    users = [0, 1, 2, 3]
+    hist, lens = pad_histories([split.histories("test")[u] for u in users], split.num_items)
+    batch = EvalBatch(torch.as_tensor(users), hist, lens, split.num_items)
+    merged = for_inference(rec)
+    assert not hasattr(merged.model, "peft_config")
+    a, b = rec.full_scores(batch), merged.full_scores(batch)
+    assert torch.equal(torch.isfinite(a), torch.isfinite(b))
+    torch.testing.assert_close(a[torch.isfinite(a)], b[torch.isfinite(b)], rtol=1e-4, atol=1e-4)
