@@ -28,7 +28,7 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -239,7 +239,7 @@ def run(args) -> dict:
     cfg = DEALRecConfig.from_dict({**(QUICK if args.quick else {}), **dict(kv.split("=", 1) for kv in args.set)},
                                   source="--set", coerce=True)
     seeds = args.seeds
-    jobs = max(1, args.jobs or os.cpu_count() or 1)
+    jobs = max(1, args.jobs or (1 if torch.cuda.is_available() else os.cpu_count() or 1))
     spec = {"config": cfg.to_dict(), "dataset": args.dataset, "llm": args.llm, "quick": args.quick,
             "progress": not args.no_progress and jobs == 1, "seeds": seeds}
     ctx = context(spec)
@@ -288,7 +288,14 @@ def run(args) -> dict:
         for label, arm, share, seed, l2 in scored:
             kept = select(arm, scores, size(share), cfg, seed)
             futures.append(ex.submit(task_finetune, spec, label, kept, seed, l2_label if l2 else None, threads))
-        done = [pair for f in futures for pair in f.result()]
+        done = []
+        for future in as_completed(futures):  # a run cut short keeps what finished (partial.json)
+            done.extend(future.result())
+            write_json(args.out / "partial.json", {"command": "python recipes/dealrec.py " + " ".join(args.argv),
+                                                   "rows": surrogate_rows,
+                                                   "finished": [{"label": lab, **e} for lab, e in done],
+                                                   "score_seconds": score_seconds,
+                                                   "seconds": time.perf_counter() - t_start})
     order = ["LLM zero-shot (no fine-tuning)"] + [p[0] for p in plan] + [l2_label]
     rows: dict[str, list] = dict(surrogate_rows)
     for label in dict.fromkeys(order):
@@ -330,7 +337,7 @@ def main(argv=None) -> int:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="DEALRecConfig fields")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--jobs", type=int, default=None, help="worker processes of one torch thread each for the "
-                   "LLM work (default: the CPU count; 1 = everything in this process)")
+                   "LLM work (default: the CPU count, 1 with a GPU; 1 = everything in this process)")
     p.add_argument("--threads", type=int, default=None, help="torch threads with --jobs 1")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", default=None)
@@ -341,11 +348,13 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out or f"runs/dealrec/{'quick-' if args.quick else ''}{time.strftime('%Y%m%d-%H%M%S')}")
-    results = run(args)
     out.mkdir(parents=True, exist_ok=True)
+    args.out = out
+    results = run(args)
     write_json(out / "results.json", results)
     atomic_write(out / "results.md", lambda fh: fh.write(markdown(results).encode()))
     plot(results, out / "results.png")
+    (out / "partial.json").unlink(missing_ok=True)
     print(markdown(results))
     return 0
 
