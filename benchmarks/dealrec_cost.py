@@ -11,7 +11,9 @@
     python benchmarks/dealrec_cost.py                   # every part
     python benchmarks/dealrec_cost.py --parts beam      # only the ranking part
 
-Writes ``benchmarks/results/dealrec/cost.json``.
+    python benchmarks/dealrec_cost.py --dtype float32   # the LLM's weights in float32 (default: bfloat16)
+
+Writes ``benchmarks/results/dealrec/cost-<dtype>.json``.
 """
 
 from __future__ import annotations
@@ -120,15 +122,17 @@ def main(argv=None) -> int:
     p.add_argument("--users", type=int, default=16, help="test users of the ranking part")
     p.add_argument("--widths", default="10,20", help="beam widths of the ranking part")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "dealrec" / "cost.json"))
+    p.add_argument("--dtype", default=DEALRecConfig().dtype, choices=("bfloat16", "float32"),
+                   help="dtype of the LLM's frozen weights (the recipe's default: bfloat16)")
+    p.add_argument("--out", default=None, help="default: benchmarks/results/dealrec/cost-<dtype>.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     parts = [x for x in args.parts.split(",") if x]
-    cfg = DEALRecConfig(pool=args.samples)
+    cfg = DEALRecConfig(pool=args.samples, dtype=args.dtype)
     split = leave_one_out(load_dataset("ml-100k"))
     titles = item_titles(split)
     pool = sample_pool(split, cfg, seed=0)
-    llm, tok = load_causal_lm(None)
+    llm, tok = load_causal_lm(None, dtype=cfg.torch_dtype)
     llm.requires_grad_(False)
     result = {"command": "python benchmarks/dealrec_cost.py " + " ".join(argv or sys.argv[1:]),
               "machine": environment(), "config": cfg.to_dict()}
@@ -139,7 +143,7 @@ def main(argv=None) -> int:
     if "beam" in parts:
         result["ranking"] = beam_part(llm, tok, titles, split, cfg, args.users,
                                       [int(w) for w in args.widths.split(",")])
-    write_json(Path(args.out), result)
+    write_json(Path(args.out or ROOT / "benchmarks" / "results" / "dealrec" / f"cost-{args.dtype}.json"), result)
     return 0
 
 

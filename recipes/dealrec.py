@@ -59,16 +59,16 @@ QUICK = {"pool": 120, "budget": 0.1, "depth": 20, "surrogate_epochs": 2, "epochs
          "eval_users": 12, "batch_size": 8, "max_title_tokens": 8}
 
 
-def load_llm(ref: str | None, quick: bool, titles: list[str]):
-    """(model, tokenizer): a tiny random Llama over the titles' and prompts' words for --quick (not pretrained),
-    else the real LLM (SmolLM2-135M-Instruct by default)."""
+def load_llm(ref: str | None, quick: bool, titles: list[str], dtype: torch.dtype = torch.float32):
+    """(model, tokenizer) with weights in ``dtype``: a tiny random Llama over the titles' and prompts' words for
+    --quick (not pretrained), else the real LLM (SmolLM2-135M-Instruct by default)."""
     from genir.llm import load_causal_lm, tiny_llama, tiny_tokenizer
     from genir.methods.dealrec.bigrec import PROMPT_HEAD, PROMPT_TAIL
 
     if quick and ref is None:
         tok = tiny_tokenizer(titles + [PROMPT_HEAD + PROMPT_TAIL] + [f"[{i}]" for i in range(2, 6)])
-        return tiny_llama(tok), tok
-    return load_causal_lm(ref)
+        return tiny_llama(tok).to(dtype), tok
+    return load_causal_lm(ref, dtype=dtype)
 
 
 def mean_std(values: list[float]) -> str:
@@ -164,7 +164,7 @@ def llm_of(spec: dict):
     """The frozen base LLM and tokenizer of ``spec``, loaded once per process."""
     ctx = context(spec)
     if "llm" not in ctx:
-        llm, tok = load_llm(spec["llm"], spec["quick"], ctx["titles"])
+        llm, tok = load_llm(spec["llm"], spec["quick"], ctx["titles"], ctx["cfg"].torch_dtype)
         ctx["llm"] = (llm.requires_grad_(False), tok)
     return ctx["llm"]
 
@@ -310,8 +310,9 @@ def run(args) -> dict:
     reference = first(plan[-1][0])
     return {
         "command": "python recipes/dealrec.py " + " ".join(args.argv), "machine": environment(),
-        "dataset": args.dataset, "llm": args.llm or ("tiny random Llama (not pretrained)" if args.quick else
-                                                     "SmolLM2-135M-Instruct (pretrained, GGUF Q4_1)"),
+        "dataset": args.dataset, "llm": (args.llm or ("tiny random Llama (not pretrained)" if args.quick else
+                                                      "SmolLM2-135M-Instruct (pretrained, GGUF Q4_1)"))
+        + f", weights in {cfg.dtype}",
         "duplicate_titles": rows["LLM zero-shot (no fine-tuning)"][0]["duplicate_titles"],
         "config": cfg.to_dict(), "seeds": seeds, "jobs": jobs, "budget_samples": budget, "eval_users": len(users),
         "reference_share": args.reference_share, "rows": rows, "sweep": sweep,

@@ -244,7 +244,8 @@ class CausalLMIdGenerator(IdGenerator):
         """(B,) each example's mean cross-entropy over the code tokens of its ID (per-sample scores, e.g.
         DEALRec's); the padding after ``end_code`` is left out."""
         model_inputs, width, target = self._teacher_forced(batch)
-        logits = self.model(**model_inputs).logits[:, width - 1:-1]  # the positions that predict the targets
+        # the positions that predict the targets; float32 loss whatever the model's dtype (as HF's own loss)
+        logits = self.model(**model_inputs).logits[:, width - 1:-1].float()
         counted = self._counted(batch[1]).to(logits.dtype)
         ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none")
         return (ce * counted).sum(1) / counted.sum(1)

@@ -40,7 +40,7 @@ ARMS = ("dealrec", "random", "influence only", "effort only", "GraNd", "CCS (EL2
 
 @dataclass
 class DEALRecConfig(Config):
-    pool: int = param(2000, "training samples drawn (seeded, fixed) before pruning", min=1)
+    pool: int = param(5000, "training samples drawn (seeded, fixed) before pruning", min=1)
     max_history: int = param(5, "recent items in a sample's history and in the prompt", min=1)
     budget: float = param(0.02, "share of the pool kept (DEALRec's 2%: 1,024 of 49,156)", min=0.0, max=1.0)
     lam: float = param(0.3, "lambda of I + lambda * E (0.3 on Games in the paper, 1.0 on Book/MicroLens)", min=0.0)
@@ -56,8 +56,15 @@ class DEALRecConfig(Config):
     batch_size: int = param(8, "fine-tuning batch", min=1)
     beam_width: int = param(20, "beams of the constrained title search (= items ranked per user)", min=1)
     max_title_tokens: int = param(16, "title tokens kept before EOS", min=1)
-    eval_users: int = param(200, "test users evaluated (seeded fixed subset; 0 = all)", min=0)
+    eval_users: int = param(400, "test users evaluated (seeded fixed subset; 0 = all)", min=0)
     score_batch: int = param(16, "samples per batch of the effort pass", min=1)
+    dtype: str = param("bfloat16", "dtype of the frozen LLM's weights; the LoRA adapters and every loss, score and "
+                       "log-probability stay float32 (bfloat16: 2.5-3x faster on a CPU with AVX512-BF16, as GPUs "
+                       "fine-tune; float32: exact)", choices=("bfloat16", "float32"))
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype)
 
 
 def item_titles(split: Split) -> list[str]:
