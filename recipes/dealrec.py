@@ -2,7 +2,7 @@
 few-shot LoRA fine-tune the BIGRec-style LLM recommender (real SmolLM2-135M-Instruct by default) on what is kept,
 and rank the catalogue with the shared constrained decoder.
 
-    python recipes/dealrec.py                  # default CPU-sized run (see DEALRecConfig and the README)
+    python recipes/dealrec.py                  # default CPU-sized run: 80 min on 2 cores (see the README)
     python recipes/dealrec.py --quick          # tiny random Llama, tiny pool: the smoke run of the tests
     python recipes/dealrec.py --llm PATH       # any HF causal LM folder, .gguf file or local hub name
     python recipes/dealrec.py --jobs 1         # everything in this process (default: a worker per CPU core)
