@@ -171,9 +171,10 @@ def train_run(spec: RunSpec, method: dict, trainer: TrainerConfig, split: Split 
     if spec.init_from:
         init_weights(model, Path(spec.init_from))
     out = Path(trainer.output_dir) if trainer.output_dir else None
-    # under torchrun only rank 0 writes the run dir: the others would race its clean-up of temporary files
-    # (Trainer.fit removes atomic_write's leftovers) and could lose their half-renamed run.json
-    if out is not None and int(os.environ.get("RANK", "0")) == 0:
+    t = Trainer(model, split, config=trainer)
+    # with several processes only the main one writes the run dir: the others would race its clean-up of
+    # temporary files (Trainer.fit removes atomic_write's leftovers) and could lose their half-renamed run.json
+    if out is not None and t.accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         arrays, layout = flatten_inputs(model.saved_inputs)
         save_tensors(out / INPUTS_FILE, arrays or {"_empty": np.zeros(0, dtype=np.float32)})
@@ -182,7 +183,6 @@ def train_run(spec: RunSpec, method: dict, trainer: TrainerConfig, split: Split 
             "split": split.describe(), "dataset": split.dataset.describe(), "inputs": layout,
             "environment": environment(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         })
-    t = Trainer(model, split, config=trainer)
     result = t.fit()
     test = t.test()
     results = {

@@ -11,7 +11,7 @@ Deviations from the paper (also in the README):
 * fine-tuning runs a fixed number of epochs with no validation pass (the selection arms get identical training),
   and the test metrics are taken on a fixed seeded subset of the test users when ``eval_users`` is set (the beam
   search of a 135M LM costs seconds per user on a CPU); the same subset serves every arm and the SASRec row;
-* the frozen LLM runs in bfloat16 by default (``dtype``; adapters, losses and log-probabilities in float32), 2-3x
+* the frozen LLM runs in bfloat16 by default (``dtype``; adapters, losses and log-probabilities in float32), 1.9-3x
   faster on a CPU with AVX512-BF16;
 * recommendations come from the shared constrained decoder with the history excluded (the BIGRec L2 grounding is
   the ablation, :func:`~genir.methods.dealrec.bigrec.l2_grounding_scores`).
@@ -61,7 +61,7 @@ class DEALRecConfig(Config):
     eval_users: int = param(400, "test users evaluated (seeded fixed subset; 0 = all)", min=0)
     score_batch: int = param(16, "samples per batch of the effort pass", min=1)
     dtype: str = param("bfloat16", "dtype of the frozen LLM's weights; the LoRA adapters and every loss, score and "
-                       "log-probability stay float32 (bfloat16: 2.5-3x faster on a CPU with AVX512-BF16, as GPUs "
+                       "log-probability stay float32 (bfloat16: 1.9-3x faster on a CPU with AVX512-BF16, as GPUs "
                        "fine-tune; float32: exact)", choices=("bfloat16", "float32"))
 
     @property
