@@ -6,6 +6,8 @@ and rank the catalogue with the shared constrained decoder.
     python recipes/dealrec.py --quick          # tiny random Llama, tiny pool: the smoke run of the tests
     python recipes/dealrec.py --llm PATH       # any HF causal LM folder, .gguf file or local hub name
     python recipes/dealrec.py --jobs 1         # everything in this process (default: a worker per CPU core)
+    python recipes/dealrec.py --arms dealrec,random --reference-share 0 --set eval_users=0
+                                               # only the paired comparison, on all test users
 
 Same pool, same budget, same fine-tuning for every arm: DEALRec (influence + lambda * effort, coverage sampling),
 random, influence only, effort only, GraNd (highest surrogate gradient norms) and CCS (coverage sampling on EL2N);
@@ -99,9 +101,16 @@ def markdown(results: dict) -> str:
                   "leave-one-out protocol over all test users (seeds 2020-2022), for where an LLM recommender stands.")]
     lines += ["", "Scoring cost (s): " + ", ".join(f"{k} {v:.1f}" for k, v in results["score_seconds"].items()), ""]
     t = results["time"]
-    lines.append(f"DEALRec total (influence + effort + fine-tuning at {c['budget']:.0%}): {t['dealrec_total']:.0f} s; "
-                 f"fine-tuning on the {results['reference_share']:.0%} reference share: {t['reference']:.0f} s "
-                 f"({t['dealrec_total'] / max(t['reference'], 1e-9):.2f}x).")
+    line = f"DEALRec total (influence + effort + fine-tuning at {c['budget']:.0%}): {t['dealrec_total']:.0f} s"
+    if t["reference"] is not None:
+        line += (f"; fine-tuning on the {results['reference_share']:.0%} reference share: {t['reference']:.0f} s "
+                 f"({t['dealrec_total'] / max(t['reference'], 1e-9):.2f}x)")
+    lines.append(line + ".")
+    paired = results.get("paired_dealrec_minus_random", {})
+    if paired.get("ndcg@10"):
+        lines += ["", f"DEALRec minus random at {c['budget']:.0%}, per seed on the same users (paired): " + "; ".join(
+            f"{m} " + " / ".join(f"{v:+.4f}" for v in paired[m]) + f" (mean {np.mean(paired[m]):+.4f})"
+            for m in ("ndcg@10", "recall@10"))]
     return "\n".join(lines) + "\n"
 
 
@@ -251,11 +260,12 @@ def run(args) -> dict:
     ft_seconds = {"effort": 0.0}
     # the plan: (label, arm, share, seed, with L2 grounding); the table keeps this order
     plan = [(f"{arm} {cfg.budget:.0%}", arm, cfg.budget, seed, arm == "dealrec" and seed == seeds[0])
-            for seed in seeds for arm in (ARMS if seed == seeds[0] else ("dealrec", "random"))]
+            for seed in seeds for arm in (args.arms if seed == seeds[0] else ("dealrec", "random"))]
     plan += [(f"{arm} {share:.0%}", arm, share, seeds[0], False) for share in args.sweep
              for arm in ("dealrec", "random")]
-    plan.append((f"random {args.reference_share:.0%} (more-data reference)", "random", args.reference_share,
-                 seeds[0], False))
+    reference_label = f"random {args.reference_share:.0%} (more-data reference)" if args.reference_share else None
+    if reference_label:
+        plan.append((reference_label, "random", args.reference_share, seeds[0], False))
     l2_label = f"dealrec {cfg.budget:.0%}, L2 grounding (BIGRec's)"
 
     def size(share: float) -> int:
@@ -307,7 +317,10 @@ def run(args) -> dict:
     def first(label: str) -> dict:
         return next(e for e in rows[label] if e["seed"] == seeds[0])
 
-    reference = first(plan[-1][0])
+    # DEALRec minus random at the budget, per seed: the same test users, so a paired difference
+    by_seed = {arm: {e["seed"]: e["metrics"] for e in rows[f"{arm} {cfg.budget:.0%}"]} for arm in ("dealrec", "random")}
+    paired = {m: [by_seed["dealrec"][s][m] - by_seed["random"][s][m] for s in seeds
+                  if s in by_seed["dealrec"] and s in by_seed["random"]] for m in METRICS}
     return {
         "command": "python recipes/dealrec.py " + " ".join(args.argv), "machine": environment(),
         "dataset": args.dataset, "llm": (args.llm or ("tiny random Llama (not pretrained)" if args.quick else
@@ -315,14 +328,23 @@ def run(args) -> dict:
         + f", weights in {cfg.dtype}",
         "duplicate_titles": rows["LLM zero-shot (no fine-tuning)"][0]["duplicate_titles"],
         "config": cfg.to_dict(), "seeds": seeds, "jobs": jobs, "budget_samples": budget, "eval_users": len(users),
-        "reference_share": args.reference_share, "rows": rows, "sweep": sweep,
+        "reference_share": args.reference_share, "rows": rows, "sweep": sweep, "paired_dealrec_minus_random": paired,
         "published": published_rows(args.dataset),
         "score_seconds": {"surrogate training": surrogate_seconds, **score_seconds},
         "time": {"dealrec_total": score_seconds["influence"] + score_seconds["effort"]
                  + first(f"dealrec {cfg.budget:.0%}")["finetune_seconds"],
-                 "reference": reference["finetune_seconds"]},
+                 "reference": first(reference_label)["finetune_seconds"] if reference_label else None},
         "seconds": time.perf_counter() - t_start,
     }
+
+
+def arm_list(text: str) -> list[str]:
+    """``--arms``: known arms, in :data:`ARMS` order, always with dealrec and random (the comparison itself)."""
+    names = {a.strip() for a in text.split(",") if a.strip()}
+    unknown = names - set(ARMS)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown arm(s) {sorted(unknown)}; known: {', '.join(ARMS)}")
+    return [a for a in ARMS if a in names | {"dealrec", "random"}]
 
 
 def main(argv=None) -> int:
@@ -334,7 +356,9 @@ def main(argv=None) -> int:
     p.add_argument("--sweep", type=lambda s: [float(x) for x in s.split(",") if x], default=[0.01, 0.04],
                    help="other budgets (shares of the pool) for DEALRec and random, first seed")
     p.add_argument("--reference-share", type=float, default=0.1, help="random share fine-tuned as the "
-                   "more-data reference (the whole pool on a GPU)")
+                   "more-data reference (the whole pool on a GPU; 0 = none)")
+    p.add_argument("--arms", type=arm_list, default=list(ARMS), help="pruning arms on the first seed, comma-"
+                   f"separated (default: all of {', '.join(ARMS)}); dealrec and random run on every seed anyway")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="DEALRecConfig fields")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--jobs", type=int, default=None, help="worker processes of one torch thread each for the "

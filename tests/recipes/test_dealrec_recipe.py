@@ -36,3 +36,27 @@ def test_dealrec_quick(tmp_path):
             "SASRec (surrogate, all training data; all test users)"} <= set(rows)
     assert (out / "results.md").read_text().startswith("# DEALRec")
     assert (out / "results.png").stat().st_size > 0
+
+
+def test_dealrec_arms_subset_paired(tmp_path):
+    """``--arms dealrec,random --reference-share 0``: only the comparison itself, on every seed, with the paired
+    per-seed difference in the report; an unknown arm is a usage error."""
+    import dealrec
+    import pytest
+
+    out = tmp_path / "run"
+    assert dealrec.main(["--quick", "--seeds", "0,1", "--sweep", "", "--arms", "random", "--reference-share", "0",
+                         "--no-progress", "--out", str(out), "--jobs", "1", "--set", "surrogate_epochs=1"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    rows = results["rows"]
+    fine_tuned = {label for label in rows if label.endswith("10%")}
+    assert fine_tuned == {"dealrec 10%", "random 10%"}
+    assert not any("reference" in label for label in rows) and results["time"]["reference"] is None
+    paired = results["paired_dealrec_minus_random"]["ndcg@10"]
+    expected = [d["metrics"]["ndcg@10"] - r["metrics"]["ndcg@10"]
+                for d, r in zip(rows["dealrec 10%"], rows["random 10%"])]
+    assert len(paired) == 2 and paired == expected
+    assert "(paired)" in (out / "results.md").read_text()
+    with pytest.raises(SystemExit) as exc:
+        dealrec.main(["--quick", "--arms", "dealrec,bogus", "--out", str(tmp_path / "bad")])
+    assert exc.value.code == 2
