@@ -71,10 +71,11 @@ def point(config: dict, share: float, seed: int) -> dict:
             "seconds_per_user": per_user, "loss": [h.get("loss") for h in history], "source": "this run"}
 
 
-def reused_points(path: Path, pool: int) -> list[dict]:
-    """The zero-shot and random-share rows of a committed recipe run, as points of the curve."""
-    data = json.loads(path.read_text())
+def reused_points(data: dict, path: Path) -> list[dict]:
+    """The zero-shot and random-share rows of a committed recipe run (``data``, read from ``path``), as points of
+    the curve."""
     out = []
+    where = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
     for label, entries in data["rows"].items():
         if label.startswith("LLM zero-shot"):
             share = 0.0
@@ -85,8 +86,7 @@ def reused_points(path: Path, pool: int) -> list[dict]:
         for e in entries:
             out.append({"share": share, "seed": e["seed"], "samples": e["samples"], "metrics": e["metrics"],
                         "finetune_seconds": e["finetune_seconds"], "seconds_per_user": e["seconds_per_user"],
-                        "source": f"{path.relative_to(ROOT)} ({label})"})
-    assert all(p["samples"] == max(0, round(p["share"] * pool)) or p["share"] == 0 for p in out)
+                        "source": f"{where} ({label})"})
     return out
 
 
@@ -156,11 +156,12 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     cfg = DEALRecConfig.from_dict(dict(kv.split("=", 1) for kv in args.set), source="--set", coerce=True)
     plan = sorted(((float(s), int(seed)) for s, seed in (x.split(":") for x in args.plan)), key=lambda x: -x[0])
-    points = reused_points(Path(args.reuse), cfg.pool) if args.reuse else []
+    points = []
     if args.reuse:
         data = json.loads(Path(args.reuse).read_text())
         if data["config"] != cfg.to_dict():
             raise SystemExit(f"{args.reuse}: its config differs from this run's; pass --reuse '' or the same --set")
+        points = reused_points(data, Path(args.reuse).resolve())
         sasrec = data["rows"]["SASRec (surrogate, all training data; same test users)"][0]["metrics"]
         entries = data["rows"][f"dealrec {cfg.budget:.0%}"]
         dealrec = {"samples": entries[0]["samples"], "seeds": [e["seed"] for e in entries],
